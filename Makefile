@@ -1,0 +1,48 @@
+# prefect-trigger — developer commands. `make test` is what CI runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint test test-unit test-long demo bench image clean
+
+help:
+	@echo "make demo       run the pipe against a throwaway local Prefect server"
+	@echo "make test       lint + the whole test suite (unit, real Prefect server, container image)"
+	@echo "make test-long  the long fault-injection tier"
+	@echo "make bench      waiting/latency benchmark against the Prefect CLI and run_deployment"
+	@echo "make image      build the Docker image"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check pipe tests bench
+	$(VENV)/bin/ruff format --check pipe tests bench
+
+test: lint
+	$(PY) -m pytest
+
+test-unit: venv
+	$(PY) -m pytest -m "not prefect and not container"
+
+test-long: venv
+	$(PY) -m pytest -m long --run-long
+
+demo: venv
+	$(PY) -m tests.demo
+
+bench: venv
+	$(PY) -m bench
+
+image:
+	.ci/docker-setup
+	docker build --network host $${BASE_IMAGE:+--build-arg BASE_IMAGE=$$BASE_IMAGE} -t prefect-trigger:dev .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

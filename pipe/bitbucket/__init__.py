@@ -1,0 +1,1 @@
+"""Reporting back to Bitbucket (placeholder; filled in by the [report] work)."""

@@ -1,0 +1,340 @@
+"""Configure: the variables a user sets, validated into one typed :class:`Config`.
+
+The schema below is the interface (README's Variables table mirrors it). Validation uses the
+bitbucket-pipes-toolkit ``Pipe`` (Cerberus) and then checks what a schema cannot express; every
+problem becomes one :class:`ConfigError` line that names the variable and the fix. Nothing here
+talks to the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from bitbucket_pipes_toolkit import ArrayVariable, Pipe
+
+from pipe.bitbucket.variables import VARIABLES as REPORT_VARIABLES
+from pipe.errors import ConfigError
+from pipe.identity.variables import VARIABLES as IDENTITY_VARIABLES
+from pipe.secret import Secret
+
+ACTIONS = ("run", "deploy", "deploy-and-run")
+MAX_JSON_BYTES = 512 * 1024
+MAX_TIMEOUT = 7 * 24 * 3600
+# Prefect refuses these in names (flows, deployments, work queues).
+_BANNED_NAME_CHARS = set("/%&><")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _string(hint: str, **rules: Any) -> dict[str, Any]:
+    return {"type": "string", "required": False, "nullable": True, "meta": {"hint": hint}, **rules}
+
+
+def _boolean(default: bool, hint: str) -> dict[str, Any]:
+    return {"type": "boolean", "required": False, "default": default, "meta": {"hint": hint}}
+
+
+SCHEMA: dict[str, dict[str, Any]] = {
+    "PREFECT_API_URL": _string(
+        "set it to the workspace API URL, e.g. https://api.prefect.cloud/api/accounts/<id>/workspaces/<id>"
+        " or https://prefect.example.com/api",
+        required=True,
+        empty=False,
+    ),
+    "PREFECT_UI_URL": _string("set it to the Prefect UI base URL, e.g. https://prefect.example.com"),
+    "PREFECT_API_KEY": _string("set it as a secured variable holding a Prefect Cloud API key"),
+    "PREFECT_API_AUTH_STRING": _string("set it as a secured variable holding user:password"),
+    "ACTION": {
+        "type": "string",
+        "required": False,
+        "default": "run",
+        "allowed": list(ACTIONS),
+        "meta": {"hint": f"use one of: {', '.join(ACTIONS)}"},
+    },
+    "DEPLOYMENT": _string("use 'flow-name/deployment-name' or a deployment id (UUID)"),
+    "PARAMETERS": _string("use a JSON object, e.g. '{\"n\": 3}'"),
+    "JOB_VARIABLES": _string("use a JSON object, e.g. '{\"env\": {\"STAGE\": \"prod\"}}'"),
+    "TAGS": {
+        "type": "list",
+        "required": False,
+        "schema": {"type": "string"},
+        "meta": {"hint": "use a YAML list of strings, e.g. TAGS: ['etl', 'nightly']"},
+    },
+    "FLOW_RUN_NAME": _string("use a short name without control characters"),
+    "WORK_QUEUE_NAME": _string("use the name of a work queue of the deployment's work pool"),
+    "IDEMPOTENCY_KEY": _string("use a short printable string"),
+    "COMMIT_PARAMETERS": _boolean(True, "use true or false"),
+    "WAIT": _boolean(True, "use true or false"),
+    "TIMEOUT": {
+        "type": "integer",
+        "required": False,
+        "default": 3600,
+        "min": 1,
+        "max": MAX_TIMEOUT,
+        "meta": {"hint": f"use a whole number of seconds between 1 and {MAX_TIMEOUT}, e.g. '600'"},
+    },
+    "CANCEL_ON_TIMEOUT": _boolean(True, "use true or false"),
+    "DRY_RUN": _boolean(False, "use true or false"),
+    "STREAM_LOGS": _boolean(True, "use true or false"),
+    "DEBUG": _boolean(False, "use true or false"),
+    **IDENTITY_VARIABLES,
+    **REPORT_VARIABLES,
+}
+
+
+@dataclass(frozen=True)
+class DeploymentRef:
+    """What DEPLOYMENT names: a ``flow/deployment`` name or an id."""
+
+    text: str
+    id: uuid.UUID | None = None
+
+    @property
+    def is_id(self) -> bool:
+        return self.id is not None
+
+
+@dataclass(frozen=True)
+class Config:
+    api_url: str
+    ui_url: str | None
+    api_key: Secret | None
+    auth_string: Secret | None
+    action: str
+    deployment: DeploymentRef | None
+    parameters: dict[str, Any]
+    job_variables: dict[str, Any] | None
+    tags: list[str]
+    flow_run_name: str | None
+    work_queue_name: str | None
+    idempotency_key: str | None
+    commit_parameters: bool
+    wait: bool
+    timeout: int
+    cancel_on_timeout: bool
+    stream_logs: bool
+    dry_run: bool
+    debug: bool
+    # Everything the schema validated (the identity and reporting variables live here) and the
+    # raw environment (Bitbucket's default variables), for the steps that need them.
+    variables: Mapping[str, Any] = field(repr=False)
+    env: Mapping[str, str] = field(repr=False)
+
+
+class _SchemaPipe(Pipe):
+    """The toolkit's Pipe, validating into one readable line instead of a YAML dump."""
+
+    def validate(self) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        for key, rules in self.schema.items():
+            if rules.get("type") == "list":
+                document[key] = _array(key, self.env)
+            elif key in self.env:
+                value = self.env[key]
+                document[key] = value if rules.get("type") == "string" else _yaml_scalar(value)
+        if not self.validator.validate(document):
+            raise ConfigError(_describe(self.validator.errors, self.schema))
+        return dict(self.validator.document)
+
+    def enable_debug_log_level(self) -> None:  # the entry point owns logging
+        return None
+
+
+def _array(name: str, env: Mapping[str, str]) -> list[str | None]:
+    count = env.get(f"{name}_COUNT")
+    if count is not None and (not count.isdigit() or int(count) > 1000):
+        raise ConfigError(f"{name}_COUNT must be a small whole number", f"set {name} as a YAML list")
+    return list(ArrayVariable(name, env))  # Cerberus rebuilds sequences, so hand it a plain list
+
+
+def _yaml_scalar(value: str) -> Any:
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value  # left as text: the type check then names the variable
+
+
+def _describe(errors: dict[str, list[Any]], schema: Mapping[str, Mapping[str, Any]]) -> str:
+    parts = []
+    for name in sorted(errors):
+        reasons = "; ".join(_flatten(errors[name]))
+        hint = schema.get(name, {}).get("meta", {}).get("hint")
+        parts.append(f"{name}: {reasons}" + (f" ({hint})" if hint else ""))
+    return "Invalid variable " + " | ".join(parts)
+
+
+def _flatten(reasons: list[Any]) -> list[str]:
+    out: list[str] = []
+    for reason in reasons:
+        if isinstance(reason, dict):
+            for index, inner in reason.items():
+                out.extend(f"item {index} {text}" for text in _flatten(inner))
+        else:
+            out.append(str(reason))
+    return out
+
+
+def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = None) -> Config:
+    """Validate ``env`` (normally ``os.environ``) into a :class:`Config`."""
+    schema = dict(schema or SCHEMA)
+    variables = _SchemaPipe(schema=schema, env=dict(env), check_for_newer_version=False).variables
+
+    api_key = _secret(variables.get("PREFECT_API_KEY"))
+    auth_string = _secret(variables.get("PREFECT_API_AUTH_STRING"))
+    if api_key and auth_string:
+        raise ConfigError(
+            "PREFECT_API_KEY and PREFECT_API_AUTH_STRING are both set",
+            "keep PREFECT_API_KEY for Prefect Cloud or PREFECT_API_AUTH_STRING for a self-hosted server, not both",
+        )
+    if auth_string and ":" not in auth_string.reveal():
+        raise ConfigError("PREFECT_API_AUTH_STRING is not of the form user:password", "set it to 'user:password'")
+
+    action = variables["ACTION"]
+    api_url = parse_api_url(variables["PREFECT_API_URL"], has_credential=bool(api_key or auth_string))
+    ui_url = variables.get("PREFECT_UI_URL")
+    if ui_url:
+        ui_url = parse_http_url("PREFECT_UI_URL", ui_url).rstrip("/")
+
+    deployment_text = variables.get("DEPLOYMENT")
+    if action == "run" and not deployment_text:
+        raise ConfigError("DEPLOYMENT is required", "set it to 'flow-name/deployment-name' or a deployment id")
+
+    return Config(
+        api_url=api_url,
+        ui_url=ui_url,
+        api_key=api_key,
+        auth_string=auth_string,
+        action=action,
+        deployment=parse_deployment(deployment_text) if deployment_text else None,
+        parameters=parse_json_object("PARAMETERS", variables.get("PARAMETERS")) or {},
+        job_variables=parse_json_object("JOB_VARIABLES", variables.get("JOB_VARIABLES")),
+        tags=parse_tags(list(variables.get("TAGS") or [])),
+        flow_run_name=parse_text("FLOW_RUN_NAME", variables.get("FLOW_RUN_NAME"), limit=200),
+        work_queue_name=parse_name("WORK_QUEUE_NAME", variables.get("WORK_QUEUE_NAME")),
+        idempotency_key=parse_text("IDEMPOTENCY_KEY", variables.get("IDEMPOTENCY_KEY"), limit=200),
+        commit_parameters=variables["COMMIT_PARAMETERS"],
+        wait=variables["WAIT"],
+        timeout=variables["TIMEOUT"],
+        cancel_on_timeout=variables["CANCEL_ON_TIMEOUT"],
+        stream_logs=variables["STREAM_LOGS"],
+        dry_run=variables["DRY_RUN"],
+        debug=variables["DEBUG"],
+        variables=variables,
+        env=env,
+    )
+
+
+def _secret(value: str | None) -> Secret | None:
+    return Secret(value) if value else None
+
+
+def parse_http_url(name: str, value: str) -> str:
+    value = value.strip()
+    if _CONTROL.search(value) or " " in value:
+        raise ConfigError(f"{name} contains spaces or control characters", "set it to a plain https:// URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{name} must start with https:// (or http:// for a local server)", "fix the URL")
+    if "@" in parts.netloc:
+        raise ConfigError(
+            f"{name} must not contain credentials",
+            "remove user:password@ from the URL and set PREFECT_API_AUTH_STRING or PREFECT_API_KEY as a secured variable",
+        )
+    try:
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc})", "fix the host or port") from None
+    if not host:
+        raise ConfigError(f"{name} has no host name", "set it to a full URL such as https://prefect.example.com/api")
+    return value
+
+
+def parse_api_url(value: str, has_credential: bool) -> str:
+    url = parse_http_url("PREFECT_API_URL", value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme == "http" and has_credential and not is_loopback(parts.hostname or ""):
+        raise ConfigError(
+            "PREFECT_API_URL uses plain http:// to a remote host, which would send the credential unencrypted",
+            "use an https:// URL",
+        )
+    if parts.hostname == "app.prefect.cloud":
+        raise ConfigError(
+            "PREFECT_API_URL points at the Prefect UI (app.prefect.cloud), not the API",
+            "use https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id>",
+        )
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_deployment(text: str) -> DeploymentRef:
+    text = text.strip()
+    fix = "set DEPLOYMENT to 'flow-name/deployment-name' (see 'prefect deployment ls') or a deployment id"
+    if _CONTROL.search(text) or len(text) > 512:
+        raise ConfigError("DEPLOYMENT contains control characters or is too long", fix)
+    if "/" not in text:
+        try:
+            return DeploymentRef(text=text, id=uuid.UUID(text))
+        except ValueError:
+            raise ConfigError(f"DEPLOYMENT {text!r} is neither 'flow-name/deployment-name' nor a deployment id", fix) from None
+    flow, _, name = text.partition("/")
+    if not flow.strip() or not name.strip() or _BANNED_NAME_CHARS & set(name) or _BANNED_NAME_CHARS & set(flow):
+        raise ConfigError(f"DEPLOYMENT {text!r} is not of the form 'flow-name/deployment-name'", fix)
+    return DeploymentRef(text=f"{flow}/{name}")
+
+
+def parse_json_object(name: str, text: str | None) -> dict[str, Any] | None:
+    if text is None or not text.strip():
+        return None
+    if len(text.encode()) > MAX_JSON_BYTES:
+        raise ConfigError(f"{name} is larger than {MAX_JSON_BYTES // 1024} KiB", "pass large inputs by reference (a path or URL)")
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"{name} is not valid JSON: {detail}{where}", f"set {name} to a JSON object such as '{{\"key\": \"value\"}}'") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got a JSON {type(value).__name__}", f"wrap the values in {{...}} with names, e.g. '{{\"key\": \"value\"}}'")
+    return value
+
+
+def parse_tags(tags: list[str]) -> list[str]:
+    clean = []
+    for index, tag in enumerate(tags):
+        if not isinstance(tag, str) or not tag.strip():
+            raise ConfigError(f"TAGS item {index} is empty", "remove it or give it a value")
+        if _CONTROL.search(tag) or len(tag) > 200:
+            raise ConfigError(f"TAGS item {index} has control characters or is longer than 200 characters", "use short plain tags")
+        clean.append(tag.strip())
+    return clean
+
+
+def parse_text(name: str, value: str | None, limit: int) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if _CONTROL.search(value) or len(value) > limit:
+        raise ConfigError(f"{name} has control characters or is longer than {limit} characters", f"shorten {name} to plain text")
+    return value.strip()
+
+
+def parse_name(name: str, value: str | None) -> str | None:
+    text = parse_text(name, value, limit=200)
+    if text and _BANNED_NAME_CHARS & set(text):
+        raise ConfigError(f"{name} contains one of / % & > <", f"Prefect names cannot contain them; rename or fix {name}")
+    return text

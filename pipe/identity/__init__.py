@@ -1,0 +1,1 @@
+"""Identity-first credentials (placeholder; filled in by the [identity] work)."""

@@ -60,7 +60,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "DEPLOYMENT": _string("use 'flow-name/deployment-name' or a deployment id (UUID)"),
     "PARAMETERS": _string("use a JSON object, e.g. '{\"n\": 3}'"),
-    "JOB_VARIABLES": _string("use a JSON object, e.g. '{\"env\": {\"STAGE\": \"prod\"}}'"),
+    "JOB_VARIABLES": _string('use a JSON object, e.g. \'{"env": {"STAGE": "prod"}}\''),
     "TAGS": {
         "type": "list",
         "required": False,
@@ -197,7 +197,7 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
         raise ConfigError("PREFECT_API_AUTH_STRING is not of the form user:password", "set it to 'user:password'")
 
     action = variables["ACTION"]
-    api_url = parse_api_url(variables["PREFECT_API_URL"], has_credential=bool(api_key or auth_string))
+    api_url = parse_api_url(variables["PREFECT_API_URL"])
     ui_url = variables.get("PREFECT_UI_URL")
     if ui_url:
         ui_url = parse_http_url("PREFECT_UI_URL", ui_url).rstrip("/")
@@ -257,14 +257,9 @@ def parse_http_url(name: str, value: str) -> str:
     return value
 
 
-def parse_api_url(value: str, has_credential: bool) -> str:
+def parse_api_url(value: str) -> str:
     url = parse_http_url("PREFECT_API_URL", value).rstrip("/")
     parts = urlsplit(url)
-    if parts.scheme == "http" and has_credential and not is_loopback(parts.hostname or ""):
-        raise ConfigError(
-            "PREFECT_API_URL uses plain http:// to a remote host, which would send the credential unencrypted",
-            "use an https:// URL",
-        )
     if parts.hostname == "app.prefect.cloud":
         raise ConfigError(
             "PREFECT_API_URL points at the Prefect UI (app.prefect.cloud), not the API",
@@ -291,7 +286,9 @@ def parse_deployment(text: str) -> DeploymentRef:
         try:
             return DeploymentRef(text=text, id=uuid.UUID(text))
         except ValueError:
-            raise ConfigError(f"DEPLOYMENT {text!r} is neither 'flow-name/deployment-name' nor a deployment id", fix) from None
+            raise ConfigError(
+                f"DEPLOYMENT {text!r} is neither 'flow-name/deployment-name' nor a deployment id", fix
+            ) from None
     flow, _, name = text.partition("/")
     if not flow.strip() or not name.strip() or _BANNED_NAME_CHARS & set(name) or _BANNED_NAME_CHARS & set(flow):
         raise ConfigError(f"DEPLOYMENT {text!r} is not of the form 'flow-name/deployment-name'", fix)
@@ -302,15 +299,22 @@ def parse_json_object(name: str, text: str | None) -> dict[str, Any] | None:
     if text is None or not text.strip():
         return None
     if len(text.encode()) > MAX_JSON_BYTES:
-        raise ConfigError(f"{name} is larger than {MAX_JSON_BYTES // 1024} KiB", "pass large inputs by reference (a path or URL)")
+        raise ConfigError(
+            f"{name} is larger than {MAX_JSON_BYTES // 1024} KiB", "pass large inputs by reference (a path or URL)"
+        )
     try:
         value = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise ConfigError(f"{name} is not valid JSON: {detail}{where}", f"set {name} to a JSON object such as '{{\"key\": \"value\"}}'") from None
+        raise ConfigError(
+            f"{name} is not valid JSON: {detail}{where}", f'set {name} to a JSON object such as \'{{"key": "value"}}\''
+        ) from None
     if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a JSON object, got a JSON {type(value).__name__}", f"wrap the values in {{...}} with names, e.g. '{{\"key\": \"value\"}}'")
+        raise ConfigError(
+            f"{name} must be a JSON object, got a JSON {type(value).__name__}",
+            'wrap the values in {...} with names, e.g. \'{"key": "value"}\'',
+        )
     return value
 
 
@@ -320,7 +324,9 @@ def parse_tags(tags: list[str]) -> list[str]:
         if not isinstance(tag, str) or not tag.strip():
             raise ConfigError(f"TAGS item {index} is empty", "remove it or give it a value")
         if _CONTROL.search(tag) or len(tag) > 200:
-            raise ConfigError(f"TAGS item {index} has control characters or is longer than 200 characters", "use short plain tags")
+            raise ConfigError(
+                f"TAGS item {index} has control characters or is longer than 200 characters", "use short plain tags"
+            )
         clean.append(tag.strip())
     return clean
 
@@ -329,12 +335,16 @@ def parse_text(name: str, value: str | None, limit: int) -> str | None:
     if value is None or not value.strip():
         return None
     if _CONTROL.search(value) or len(value) > limit:
-        raise ConfigError(f"{name} has control characters or is longer than {limit} characters", f"shorten {name} to plain text")
+        raise ConfigError(
+            f"{name} has control characters or is longer than {limit} characters", f"shorten {name} to plain text"
+        )
     return value.strip()
 
 
 def parse_name(name: str, value: str | None) -> str | None:
     text = parse_text(name, value, limit=200)
     if text and _BANNED_NAME_CHARS & set(text):
-        raise ConfigError(f"{name} contains one of / % & > <", f"Prefect names cannot contain them; rename or fix {name}")
+        raise ConfigError(
+            f"{name} contains one of / % & > <", f"Prefect names cannot contain them; rename or fix {name}"
+        )
     return text

@@ -32,6 +32,8 @@ class _MaskingFilter(logging.Filter):
 def setup(debug: bool) -> None:
     """Route all logging through the toolkit's handler with secrets masked."""
     for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stdout)  # one stream, so log lines and prints keep their order
         if not any(isinstance(f, _MaskingFilter) for f in handler.filters):
             handler.addFilter(_MaskingFilter())
     logger.setLevel(logging.DEBUG if debug else logging.INFO)

@@ -32,5 +32,5 @@ class Credential:
             closer = self._closers.pop()
             try:
                 closer()
-            except Exception:  # noqa: BLE001 - revocation is best effort, and reported by the closer
+            except Exception:
                 pass

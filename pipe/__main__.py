@@ -1,0 +1,5 @@
+import sys
+
+from pipe.main import main
+
+sys.exit(main())

@@ -1,0 +1,73 @@
+"""Entry point: the one place errors are caught and turned into an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import traceback
+
+from pipe import __version__, console
+from pipe.errors import PipeError, Stopped
+from pipe.secret import mask
+
+
+def _debug_requested() -> bool:
+    return os.environ.get("DEBUG", "").strip().lower() in ("true", "1", "yes")
+
+
+def main() -> int:
+    debug = _debug_requested()
+    console.setup(debug)
+    console.info(f"prefect-trigger {__version__}")
+    try:
+        from pipe.config import load
+
+        config = load(os.environ)
+        return asyncio.run(_run_until_stopped(config))
+    except PipeError as exc:
+        if debug:
+            console.plain(mask(traceback.format_exc()))
+        console.fail(exc.line())
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.fail("Interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            console.plain(mask(traceback.format_exc()))
+        console.fail(
+            f"Unexpected error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}). "
+            "Re-run with DEBUG=true and report it with the output"
+        )
+        return 1
+
+
+async def _run_until_stopped(config: object) -> int:
+    """Run the pipe; SIGTERM/SIGINT (a stopped or timed-out step) cancel it so it can clean up."""
+    from pipe.run import run
+
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stopped = False
+
+    def on_signal() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await run(config)  # type: ignore[arg-type]
+    except asyncio.CancelledError:
+        if stopped:
+            raise Stopped("The step was stopped before a flow run was created; nothing was started") from None
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

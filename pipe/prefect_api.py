@@ -1,0 +1,251 @@
+"""Prefect: everything the pipe asks of the Prefect API, through Prefect's own client.
+
+The credential is handed to Prefect's settings in memory for the duration of the ``async with``
+(never through ``os.environ``), so the HTTP client, the events stream and the logs stream all use
+it. Errors become one :class:`PrefectError` line naming the server, the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pipe.config import DeploymentRef
+from pipe.credentials import Credential
+from pipe.errors import DeploymentNotFound, PrefectError
+
+if TYPE_CHECKING:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.objects import FlowRun, Log
+    from prefect.client.schemas.responses import DeploymentResponse
+
+CLOUD_API_PREFIX = "https://api.prefect.cloud/api"
+REQUEST_TIMEOUT_SECONDS = 30.0
+MAX_RETRIES = 4  # Prefect's client retries 408/429/502/503 and connection errors with backoff
+LOGS_PAGE = 200  # the server's maximum
+
+
+def is_cloud(api_url: str) -> bool:
+    return api_url.startswith(CLOUD_API_PREFIX)
+
+
+def flow_run_ui_url(api_url: str, ui_url: str | None, flow_run_id: str) -> str:
+    """The flow run's page: Cloud's app URL, PREFECT_UI_URL, or the API URL without ``/api``."""
+    if ui_url:
+        base = ui_url.rstrip("/")
+    elif is_cloud(api_url):
+        base = api_url.replace(CLOUD_API_PREFIX, "https://app.prefect.cloud", 1)
+        base = base.replace("/accounts/", "/account/", 1).replace("/workspaces/", "/workspace/", 1)
+    else:
+        base = api_url.rstrip("/")
+        base = base[: -len("/api")] if base.endswith("/api") else base
+    return f"{base}/runs/flow-run/{flow_run_id}"
+
+
+class PrefectApi:
+    """A session with one Prefect API (``async with PrefectApi(...) as api``)."""
+
+    def __init__(self, api_url: str, credential: Credential, ui_url: str | None = None) -> None:
+        self.api_url = api_url
+        self.ui_url = ui_url
+        self.credential = credential
+        self.requests = 0  # HTTP requests sent through the client (for the summary and the benchmark)
+        self._stack = contextlib.AsyncExitStack()
+        self._client: PrefectClient | None = None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.api_url).netloc
+
+    @property
+    def client(self) -> PrefectClient:
+        assert self._client is not None, "use PrefectApi in 'async with'"
+        return self._client
+
+    def settings(self) -> dict[Any, Any]:
+        import prefect.settings as ps
+
+        key = self.credential.value.reveal() if self.credential.value else None
+        return {
+            ps.PREFECT_API_URL: self.api_url,
+            ps.PREFECT_API_KEY: key if self.credential.kind == "api_key" else None,
+            ps.PREFECT_API_AUTH_STRING: key if self.credential.kind == "auth_string" else None,
+            ps.PREFECT_CLIENT_MAX_RETRIES: MAX_RETRIES,
+            ps.PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS,
+            ps.PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False,
+            **({ps.PREFECT_UI_URL: self.ui_url} if self.ui_url else {}),
+        }
+
+    async def __aenter__(self) -> PrefectApi:
+        import httpx
+        from prefect.client.orchestration import PrefectClient
+        from prefect.settings import temporary_settings
+
+        self._stack.enter_context(temporary_settings(updates=self.settings()))
+        key = self.credential.value.reveal() if self.credential.value else None
+
+        async def count(_: httpx.Request) -> None:
+            self.requests += 1
+
+        client = PrefectClient(
+            self.api_url,
+            api_key=key if self.credential.kind == "api_key" else None,
+            auth_string=key if self.credential.kind == "auth_string" else None,
+            httpx_settings={
+                "timeout": httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=10.0),
+                "event_hooks": {"request": [count]},
+            },
+        )
+        self._client = await self._stack.enter_async_context(client)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    # -- resolve ---------------------------------------------------------------------------------
+
+    async def read_deployment(self, ref: DeploymentRef) -> DeploymentResponse:
+        from prefect.exceptions import ObjectNotFound
+
+        with self.translate(f"reading deployment {ref.text!r}"):
+            try:
+                if ref.id is not None:
+                    return await self.client.read_deployment(ref.id)
+                return await self.client.read_deployment_by_name(ref.text)
+            except ObjectNotFound:
+                hint = (
+                    "check the name with 'prefect deployment ls' (flow names use '-' where the function has '_')"
+                    if not ref.is_id
+                    else "check the id with 'prefect deployment ls'"
+                )
+                if is_cloud(self.api_url):
+                    hint += ", and that PREFECT_API_URL names the right workspace"
+                raise DeploymentNotFound(
+                    f"DEPLOYMENT {ref.text!r} was not found on the Prefect API at {self.host}", hint
+                ) from None
+
+    async def deployment_label(self, deployment: DeploymentResponse) -> str:
+        """``flow-name/deployment-name`` of a deployment found by id."""
+        with self.translate("reading the deployment's flow"):
+            flow = await self.client.read_flow(deployment.flow_id)
+        return f"{flow.name}/{deployment.name}"
+
+    # -- trigger ---------------------------------------------------------------------------------
+
+    async def create_flow_run(self, deployment_id: Any, **fields: Any) -> FlowRun:
+        with self.translate("creating the flow run"):
+            return await self.client.create_flow_run_from_deployment(deployment_id, **fields)
+
+    # -- wait --------------------------------------------------------------------------------------
+
+    async def read_flow_run(self, flow_run_id: Any) -> FlowRun:
+        with self.translate("reading the flow run"):
+            return await self.client.read_flow_run(flow_run_id)
+
+    async def read_logs(self, flow_run_id: Any, after: datetime | None, offset: int = 0) -> list[Log]:
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
+        from prefect.client.schemas.sorting import LogSort
+
+        log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        if after is not None:
+            log_filter.timestamp = LogFilterTimestamp(after_=after)
+        with self.translate("reading the flow run's logs"):
+            return await self.client.read_logs(
+                log_filter=log_filter, limit=LOGS_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC
+            )
+
+    async def cancel(self, flow_run_id: Any) -> str:
+        """Ask the run to stop; returns the state type the server settled on."""
+        from prefect.client.schemas.objects import StateType
+        from prefect.states import State
+
+        with self.translate("cancelling the flow run"):
+            result = await self.client.set_flow_run_state(
+                flow_run_id, State(type=StateType.CANCELLING, message="Cancelled by prefect-trigger"), force=False
+            )
+        state = getattr(result, "state", None)
+        return str(state.type.value) if state is not None else str(result.status.value)
+
+    async def failing_task(self, flow_run_id: Any) -> str | None:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState
+        from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypeFilter
+        from prefect.client.schemas.objects import StateType
+
+        with self.translate("reading the failed task runs"):
+            tasks = await self.client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                task_run_filter=TaskRunFilter(
+                    state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.FAILED, StateType.CRASHED]))
+                ),
+                limit=1,
+            )
+        return tasks[0].name if tasks else None
+
+    def flow_run_url(self, flow_run_id: Any) -> str:
+        return flow_run_ui_url(self.api_url, self.ui_url, str(flow_run_id))
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def translate(self, doing: str) -> Iterator[None]:
+        """Turn client exceptions into one line for a person."""
+        import httpx
+
+        where = f"the Prefect API at {self.host}"
+        try:
+            yield
+        except httpx.HTTPStatusError as exc:
+            raise self._status_error(doing, where, exc.response) from exc
+        except httpx.TimeoutException as exc:
+            raise PrefectError(
+                f"{where} did not answer in time while {doing} ({type(exc).__name__})",
+                "check that the server is up and reachable from the build, then re-run the step",
+            ) from exc
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise PrefectError(
+                f"cannot reach {where} while {doing}: {reason}",
+                "check PREFECT_API_URL and that the server is reachable from Bitbucket Pipelines",
+            ) from exc
+
+    def _status_error(self, doing: str, where: str, response: Any) -> PrefectError:
+        code = response.status_code
+        detail = _detail(response)
+        if code == 401:
+            which = "PREFECT_API_KEY" if self.credential.kind == "api_key" else "PREFECT_API_AUTH_STRING"
+            return PrefectError(
+                f"{where} rejected the credential from {self.credential.source} (401 Unauthorized) while {doing}",
+                f"check that {which} is current and belongs to this server or workspace",
+            )
+        if code == 403:
+            return PrefectError(
+                f"{where} refused {doing} (403 Forbidden): {detail}",
+                "give the key's service account a role that allows it (Runner to run deployments, Developer to deploy)",
+            )
+        if code == 404 and is_cloud(self.api_url):
+            return PrefectError(
+                f"{where} answered 404 while {doing}",
+                "check the account and workspace ids in PREFECT_API_URL and that the key's account is a member",
+            )
+        if code in (409, 422):
+            return PrefectError(
+                f"{where} refused {doing}: {detail}", "fix PARAMETERS or JOB_VARIABLES to match the deployment"
+            )
+        if code >= 500 or code == 429:
+            return PrefectError(
+                f"{where} answered {code} while {doing}: {detail}", "the server is struggling; re-run the step later"
+            )
+        return PrefectError(f"{where} answered {code} while {doing}: {detail}", "check the request variables")
+
+
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+        detail = body.get("detail", body) if isinstance(body, dict) else body
+    except ValueError:
+        detail = response.text
+    text = str(detail).replace("\n", " ").strip()
+    return text[:300] or response.reason_phrase

@@ -20,7 +20,8 @@ class PipeError(Exception):
     def line(self) -> str:
         text = self.message.rstrip(".")
         if self.fix:
-            return f"{text}. {self.fix.rstrip('.')}."
+            fix = self.fix.rstrip(".")
+            return f"{text}. {fix[:1].upper()}{fix[1:]}."
         return f"{text}."
 
 

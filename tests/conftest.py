@@ -90,6 +90,7 @@ def pipe_env(prefect_server: PrefectServer, tmp_path: Path) -> dict[str, str]:
         "BITBUCKET_STEP_UUID": "{" + os.urandom(4).hex() + "-0000-4000-8000-" + os.urandom(6).hex() + "}",
         "PREFECT_API_URL": prefect_server.api_url,
         "PREFECT_API_AUTH_STRING": prefect_server.auth_string,
+        "DEPLOYMENT": "greet/ci",
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
         "TIMEOUT": "120",
     }

@@ -22,8 +22,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check pipe tests bench
-	$(VENV)/bin/ruff format --check pipe tests bench
+	$(VENV)/bin/ruff check pipe tests $(wildcard bench)
+	$(VENV)/bin/ruff format --check pipe tests $(wildcard bench)
 
 test: lint
 	$(PY) -m pytest

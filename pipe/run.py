@@ -72,7 +72,10 @@ async def run(config: Config) -> int:
             if config.dry_run:
                 show_dry_run(config, label, deployment, request)
                 return 0
-            return await trigger_and_follow(config, api, label, deployment, request)
+            try:
+                return await trigger_and_follow(config, api, label, deployment, request)
+            finally:
+                console.debug(f"{api.requests} HTTP requests sent to the Prefect API")
     finally:
         credential.close()
 
@@ -137,7 +140,7 @@ async def trigger_and_follow(
         )
     console.info(f"Flow run {info.flow_run_name} created for {info.deployment_name}: {info.flow_run_url}")
     outputs.write(config.env, info, None)
-    reporter.run_started(info)
+    await asyncio.to_thread(reporter.run_started, info)  # blocking HTTP: keep the loop (and logs) going
     if not config.wait:
         console.success(f"Flow run {info.flow_run_name} created (WAIT=false): {info.flow_run_url}")
         return 0
@@ -146,10 +149,10 @@ async def trigger_and_follow(
         result = await follow(config, api, info)
     except asyncio.CancelledError:
         result = await stop(config, api, info)
-        finish(config, reporter, result)
+        await finish(config, reporter, result)
         raise Stopped(f"The step was stopped; flow run {info.flow_run_name} {_stop_note(result)}") from None
 
-    finish(config, reporter, result)
+    await finish(config, reporter, result)
     if result.succeeded:
         console.success(f"Flow run {info.flow_run_name} completed in {_duration(result.duration_seconds)}")
         return 0
@@ -213,10 +216,10 @@ def _result(info: RunInfo, flow_run: FlowRun) -> RunResult:
     )
 
 
-def finish(config: Config, reporter: Any, result: RunResult) -> None:
+async def finish(config: Config, reporter: Any, result: RunResult) -> None:
     outputs.write(config.env, result.run, result)
     summary(result)
-    reporter.run_finished(result)
+    await asyncio.to_thread(reporter.run_finished, result)
 
 
 def summary(result: RunResult) -> None:
@@ -259,16 +262,6 @@ def _stop_note(result: RunResult) -> str:
 
 
 def _reporter(config: Config) -> Any:
-    try:
-        from pipe.bitbucket import Reporter
-    except ImportError:  # reporting not wired yet
-        return _NoReporter()
+    from pipe.bitbucket import Reporter
+
     return Reporter.from_config(config.variables, config.env)
-
-
-class _NoReporter:
-    def run_started(self, run: RunInfo) -> None:
-        return None
-
-    def run_finished(self, result: RunResult) -> None:
-        return None

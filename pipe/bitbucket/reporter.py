@@ -1,0 +1,194 @@
+"""Report a flow run back to Bitbucket: a commit build status and a Code Insights report.
+
+Reporting is a courtesy, never a reason for a build to change its outcome: every method here catches
+everything, retries only what is transient (in :mod:`pipe.bitbucket.api`), and says what went wrong in
+one warning line per run. Where a report goes:
+
+- with a credential, statuses and the report go straight to ``BITBUCKET_API_URL``;
+- without one, statuses are skipped (Bitbucket documents no credential-free way for them) and,
+  inside Pipelines, the report goes through the Pipelines auth proxy, authless;
+- outside Bitbucket, or with ``REPORT: 'false'``, nothing is sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipe import console
+from pipe.bitbucket import auth, insights, statuses
+from pipe.bitbucket.api import BitbucketApi, BitbucketApiError, RetryPolicy
+from pipe.bitbucket.context import BuildContext
+from pipe.bitbucket.variables import DEFAULT_API_URL, DEFAULT_PIPELINES_PROXY
+from pipe.bitbucket.verdict import STARTED, Verdict, judge
+from pipe.outcome import RunInfo, RunResult
+
+_CREDENTIAL_HINT = "set BITBUCKET_ACCESS_TOKEN (or ATLASSIAN_ACCOUNT_EMAIL + ATLASSIAN_API_TOKEN) as secured variables"
+
+
+class Reporter:
+    """Tells Bitbucket about one flow run. Build it with :meth:`from_config`."""
+
+    def __init__(
+        self,
+        build: BuildContext | None = None,
+        statuses_api: BitbucketApi | None = None,
+        insights_api: BitbucketApi | None = None,
+        notes: tuple[Callable[[str], None], str] | None = None,
+        credential_source: str | None = None,
+    ) -> None:
+        self._build = build
+        self._statuses_api = statuses_api
+        self._insights_api = insights_api
+        self._notes = [notes] if notes else []
+        self._credential_source = credential_source
+        self._warned = False
+
+    @classmethod
+    def from_config(
+        cls, variables: Mapping[str, Any], env: Mapping[str, str], *, retry: RetryPolicy | None = None
+    ) -> Reporter:
+        """``variables`` are the validated schema values, ``env`` the raw environment. Never raises."""
+        try:
+            return cls._from_config(variables, env, retry)
+        except Exception as exc:  # reporting must not stop a run from starting
+            console.warning(f"Bitbucket reporting is off: its configuration failed ({type(exc).__name__})")
+            return cls()
+
+    @classmethod
+    def _from_config(cls, variables: Mapping[str, Any], env: Mapping[str, str], retry: RetryPolicy | None) -> Reporter:
+        if str(variables.get("REPORT", True)).strip().lower() == "false":
+            return cls()
+        build = BuildContext.from_env(env)
+        if build is None:
+            return cls()
+
+        resolution = auth.resolve(variables)
+        api_url = variables.get("BITBUCKET_API_URL") or DEFAULT_API_URL
+        credential = resolution.auth
+        problem = resolution.problem
+        if credential and _plain_http_to_remote(api_url):
+            problem = "BITBUCKET_API_URL uses plain http:// to a remote host, so the credential is not sent"
+            credential = None
+        if credential:
+            api = BitbucketApi.direct(api_url, credential, retry)
+            note = None
+            if credential.deprecated:
+                note = (
+                    console.warning,
+                    "Bitbucket app passwords are deprecated: replace BITBUCKET_USERNAME + BITBUCKET_APP_PASSWORD "
+                    "with ATLASSIAN_ACCOUNT_EMAIL + ATLASSIAN_API_TOKEN",
+                )
+            return cls(build, api, api, note, credential.source)
+
+        proxy = variables.get("BITBUCKET_PIPELINES_PROXY") or DEFAULT_PIPELINES_PROXY
+        insights_api = BitbucketApi.via_proxy(proxy, retry) if build.in_pipelines else None
+        where = (
+            "the Code Insights report goes through the Pipelines proxy"
+            if insights_api
+            else "no Code Insights report either (outside Pipelines)"
+        )
+        reason = f" ({problem})" if problem else ""
+        message = f"Bitbucket build statuses skipped: no credential{reason}; {where}"
+        return cls(build, None, insights_api, (console.info, f"{message}. To get statuses, {_CREDENTIAL_HINT}"))
+
+    @property
+    def active(self) -> bool:
+        return self._build is not None and bool(self._statuses_api or self._insights_api)
+
+    def run_started(self, run: RunInfo) -> None:
+        """INPROGRESS status and a PENDING report, with the flow run's link."""
+        try:
+            self._report(run, STARTED, None)
+        except Exception as exc:  # a reporting bug must not fail a build that should pass
+            self._warn(f"Could not report the run to Bitbucket ({type(exc).__name__})")
+
+    def run_finished(self, result: RunResult) -> None:
+        """SUCCESSFUL / FAILED / STOPPED status and the final report."""
+        try:
+            self._report(result.run, judge(result), result)
+        except Exception as exc:
+            self._warn(f"Could not report the run to Bitbucket ({type(exc).__name__})")
+
+    # -- the story of one report -------------------------------------------------------------
+
+    def _report(self, run: RunInfo, verdict: Verdict, result: RunResult | None) -> None:
+        build = self._build
+        if build is None:
+            return
+        self._say_notes()
+        status_api, insights_api = self._statuses_api, self._insights_api
+        if status_api:
+
+            def send_status() -> None:
+                body = statuses.payload(build, run, verdict, _detail(verdict, result))
+                status_api.post(statuses.path(build), body)
+
+            self._attempt("the Bitbucket build status", send_status, status_api)
+        if insights_api:
+
+            def send_report() -> None:
+                insights_api.put(insights.path(build, run), insights.payload(run, verdict, result))
+
+            self._attempt("the Bitbucket Code Insights report", send_report, insights_api)
+
+    def _attempt(self, what: str, send: Callable[[], None], api: BitbucketApi) -> None:
+        try:
+            send()
+        except BitbucketApiError as exc:
+            self._warn(f"Could not update {what}: {exc.message}. {self._fix(exc, api)}")
+        except Exception as exc:  # a reporting bug must not fail a build that should pass
+            self._warn(f"Could not update {what} ({type(exc).__name__})")
+
+    def _fix(self, exc: BitbucketApiError, api: BitbucketApi) -> str:
+        if exc.status is None and api.via_pipelines_proxy:
+            return (
+                "The Pipelines auth proxy exists only inside Bitbucket Pipelines; set BITBUCKET_PIPELINES_PROXY "
+                "if it is elsewhere, or REPORT: 'false'"
+            )
+        if exc.status in (401, 403):
+            if self._credential_source:
+                return f"Check {self._credential_source}: it needs access to this repository (scope repository:read)"
+            return "The Pipelines proxy refused the request"
+        if exc.status == 404:
+            return "Check that the commit is pushed to this repository and the credential can see it"
+        if exc.status is not None and exc.status < 500:
+            return "Bitbucket refused the content; please report this to the pipe's maintainers"
+        return "Bitbucket may be unavailable; retried briefly"
+
+    def _warn(self, message: str) -> None:
+        line = f"{message.rstrip('.')}. The build result is unaffected."
+        if self._warned:
+            console.debug(line)
+            return
+        self._warned = True
+        console.warning(line)
+
+    def _say_notes(self) -> None:
+        while self._notes:
+            say, message = self._notes.pop()
+            say(message)
+
+
+def _detail(verdict: Verdict, result: RunResult | None) -> str | None:
+    if result is None or not verdict.failed:
+        return None
+    message = result.state_message or ""
+    if result.failing_task:
+        return f"task {result.failing_task}" + (f": {message}" if message else "")
+    return message or None
+
+
+def _plain_http_to_remote(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True

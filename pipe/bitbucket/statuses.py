@@ -1,0 +1,44 @@
+"""Commit build statuses: ``POST /repositories/{ws}/{repo}/commit/{sha}/statuses/build``.
+
+One status per deployment (``key``), updated in place from INPROGRESS to its final state; ``refname``
+on pull-request builds so the status shows on the pull request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipe.bitbucket import fields
+from pipe.bitbucket.context import BuildContext
+from pipe.bitbucket.verdict import Verdict
+from pipe.outcome import RunInfo
+from pipe.secret import mask
+
+KEY_PREFIX = "prefect"
+
+
+def status_key(deployment_name: str) -> str:
+    return fields.stable_id(KEY_PREFIX, deployment_name, fields.STATUS_KEY)
+
+
+def path(build: BuildContext) -> str:
+    return f"{build.commit_path}/statuses/build"
+
+
+def payload(build: BuildContext, run: RunInfo, verdict: Verdict, detail: str | None = None) -> dict[str, Any]:
+    description = f"Flow run {run.flow_run_name} {verdict.phrase}"
+    if detail:
+        description = f"{description}: {detail}"
+    body: dict[str, Any] = {
+        "key": status_key(run.deployment_name),
+        "state": verdict.status_state,
+        "name": fields.clip(f"Prefect {run.deployment_name}", fields.STATUS_NAME),
+        "description": fields.clip(mask(description), fields.STATUS_DESCRIPTION),
+        # Bitbucket needs a URL; a cut one would be broken, so the pipeline's page stands in.
+        "url": fields.http_url(run.flow_run_url, fields.STATUS_URL)
+        or fields.http_url(build.pipeline_url, fields.STATUS_URL)
+        or f"https://bitbucket.org/{build.workspace}/{build.repo_slug}",
+    }
+    if build.refname:
+        body["refname"] = build.refname
+    return body

@@ -1,0 +1,340 @@
+"""A stand-in for the two Bitbucket Cloud endpoints the pipe writes to — not Bitbucket itself.
+
+It serves, on a free loopback port, the documented endpoints
+
+- ``POST /2.0/repositories/{workspace}/{repo_slug}/commit/{commit}/statuses/build`` (commit build status)
+- ``PUT  /2.0/repositories/{workspace}/{repo_slug}/commit/{commit}/reports/{reportId}`` (Code Insights)
+
+and is also the Pipelines auth proxy: a request that arrives with an absolute
+``http://api.bitbucket.org/2.0/...`` URL in its request line came through the proxy. Every request is
+recorded and checked against the documented fields — required fields present, enums valid, lengths
+within Bitbucket's limits, at most 10 data fields with valid types, the Authorization header present
+(direct) or absent (proxy) — and anything wrong is recorded in ``problems`` and answered with the 400
+Bitbucket would give. The limits are written out here on purpose, not imported from the pipe, so a
+wrong limit in the pipe cannot agree with itself.
+
+Failures can be scripted: ``fail_next(503, 502)`` answers the next requests with those codes,
+``always_fail = 503`` answers every request so, ``delay = 2.0`` answers late (for timeouts).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+PROXIED_HOST = "api.bitbucket.org"
+
+# Bitbucket Cloud: status key ≤ 40 (its API answers "Ensure this value has at most 40 characters");
+# name < 255 and url < 450 (refused otherwise); the rest are Bitbucket's published Code Insights
+# limits (Data Center's, the tighter ones, where Cloud publishes none).
+STATUS_FIELDS = {"key": 40, "state": None, "name": 255, "description": 255, "url": 450, "refname": 255}
+STATUS_REQUIRED = ("key", "state", "url")
+STATUS_STATES = {"INPROGRESS", "SUCCESSFUL", "FAILED", "STOPPED"}
+REPORT_FIELDS = {
+    "title": 450,
+    "details": 2000,
+    "report_type": None,
+    "result": None,
+    "reporter": 450,
+    "link": 450,
+    "logo_url": 450,
+    "data": None,
+    "external_id": 450,
+    "remote_link_enabled": None,
+}
+REPORT_REQUIRED = ("title", "details", "report_type", "result")
+REPORT_TYPES = {"SECURITY", "COVERAGE", "TEST", "BUG"}
+REPORT_RESULTS = {"PASSED", "FAILED", "PENDING"}
+DATA_TYPES = {"BOOLEAN", "DATE", "DURATION", "LINK", "NUMBER", "PERCENTAGE", "TEXT"}
+MAX_DATA = 10
+DATA_TITLE = 50
+REPORT_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
+
+_COMMIT = r"/2\.0/repositories/(?P<workspace>[^/]+)/(?P<repo>[^/]+)/commit/(?P<commit>[0-9a-f]{40})"
+_STATUS_PATH = re.compile(_COMMIT + r"/statuses/build/?$")
+_REPORT_PATH = re.compile(_COMMIT + r"/reports/(?P<report_id>[^/]+)$")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None  # a client that gave up (timeout tests) closes its socket; nothing to report
+
+
+@dataclass
+class Recorded:
+    method: str
+    target: str  # the request line's target, exactly as sent
+    path: str
+    via_proxy: bool
+    headers: dict[str, str]
+    body: Any
+    kind: str  # "status", "report" or "unknown"
+    answered: int = 0
+    problems: list[str] = field(default_factory=list)
+    match: dict[str, str] = field(default_factory=dict)
+
+
+class BitbucketStandIn:
+    def __init__(self, expect_authorization: str | None = None) -> None:
+        # The exact Authorization header direct requests must carry (None: do not check its value).
+        self.expect_authorization = expect_authorization
+        self.requests: list[Recorded] = []
+        self.always_fail: int | None = None
+        self.delay = 0.0
+        self._script: deque[int] = deque()
+        self._lock = threading.Lock()
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="bitbucket-standin", daemon=True
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> BitbucketStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> BitbucketStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def api_url(self) -> str:
+        """What BITBUCKET_API_URL points at for direct requests."""
+        return f"http://127.0.0.1:{self.port}/2.0"
+
+    @property
+    def proxy_url(self) -> str:
+        """What BITBUCKET_PIPELINES_PROXY points at for authless requests."""
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- scripting and reading ---------------------------------------------------------------
+
+    def fail_next(self, *codes: int) -> None:
+        with self._lock:
+            self._script.extend(codes)
+
+    def _next_failure(self) -> int | None:
+        with self._lock:
+            if self._script:
+                return self._script.popleft()
+        return self.always_fail
+
+    def record(self, entry: Recorded) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    @property
+    def problems(self) -> list[str]:
+        with self._lock:
+            return [f"{r.method} {r.path}: {p}" for r in self.requests for p in r.problems]
+
+    def accepted(self, kind: str) -> list[Recorded]:
+        """Requests of one kind that were answered 2xx, in order."""
+        with self._lock:
+            return [r for r in self.requests if r.kind == kind and 200 <= r.answered < 300]
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.accepted("status")]
+
+    def reports(self) -> list[dict[str, Any]]:
+        return [r.body for r in self.accepted("report")]
+
+
+# -- checks against the documented fields ------------------------------------------------------
+
+
+def check_status(body: Any) -> list[str]:
+    if not isinstance(body, dict):
+        return ["the body is not a JSON object"]
+    problems = _check_fields(body, STATUS_FIELDS, STATUS_REQUIRED)
+    if "state" in body and body["state"] not in STATUS_STATES:
+        problems.append(f"state {body['state']!r} is not one of {sorted(STATUS_STATES)}")
+    if isinstance(body.get("url"), str) and not body["url"].startswith(("http://", "https://")):
+        problems.append("url is not an http(s) URL")
+    return problems
+
+
+def check_report(body: Any, report_id: str) -> list[str]:
+    if not isinstance(body, dict):
+        return ["the body is not a JSON object"]
+    problems = [] if REPORT_ID.match(report_id) else [f"report id {report_id!r} is not a short URL-safe id"]
+    problems += _check_fields(body, REPORT_FIELDS, REPORT_REQUIRED)
+    if "report_type" in body and body["report_type"] not in REPORT_TYPES:
+        problems.append(f"report_type {body['report_type']!r} is not one of {sorted(REPORT_TYPES)}")
+    if "result" in body and body["result"] not in REPORT_RESULTS:
+        problems.append(f"result {body['result']!r} is not one of {sorted(REPORT_RESULTS)}")
+    if isinstance(body.get("link"), str) and not body["link"].startswith(("http://", "https://")):
+        problems.append("link is not an http(s) URL")
+    data = body.get("data", [])
+    if not isinstance(data, list):
+        return [*problems, "data is not a list"]
+    if len(data) > MAX_DATA:
+        problems.append(f"data has {len(data)} fields, at most {MAX_DATA} are allowed")
+    for index, item in enumerate(data):
+        problems += [f"data[{index}] {p}" for p in check_data_item(item)]
+    return problems
+
+
+def check_data_item(item: Any) -> list[str]:
+    if not isinstance(item, dict):
+        return ["is not an object"]
+    problems = [f"has unknown field {k!r}" for k in item if k not in ("title", "type", "value")]
+    title = item.get("title")
+    if not isinstance(title, str) or not title:
+        problems.append("has no title")
+    elif len(title) > DATA_TITLE:
+        problems.append(f"title is longer than {DATA_TITLE} characters")
+    if "value" not in item:
+        return [*problems, "has no value"]
+    kind, value = item.get("type"), item["value"]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    valid = {
+        None: is_number or isinstance(value, str | bool),
+        "BOOLEAN": isinstance(value, bool),
+        "DATE": isinstance(value, int) and not isinstance(value, bool) and value > 0,
+        "DURATION": is_number and value >= 0,
+        "NUMBER": is_number,
+        "PERCENTAGE": is_number and 0 <= value <= 100,
+        "TEXT": isinstance(value, str),
+        "LINK": isinstance(value, dict)
+        and set(value) == {"text", "href"}
+        and isinstance(value["text"], str)
+        and isinstance(value["href"], str)
+        and value["href"].startswith(("http://", "https://")),
+    }
+    if kind not in valid:
+        problems.append(f"type {kind!r} is not one of {sorted(DATA_TYPES)}")
+    elif not valid[kind]:
+        problems.append(f"value {value!r} is not a valid {kind or 'untyped'} value")
+    return problems
+
+
+def _check_fields(body: dict[str, Any], allowed: dict[str, int | None], required: tuple[str, ...]) -> list[str]:
+    problems = [f"required field {name!r} is missing" for name in required if body.get(name) in (None, "")]
+    for name, value in body.items():
+        if name not in allowed:
+            problems.append(f"unknown field {name!r}")
+            continue
+        limit = allowed[name]
+        if limit is not None:
+            if not isinstance(value, str):
+                problems.append(f"{name} is not a string")
+            elif len(value) > limit:
+                problems.append(f"{name} has {len(value)} characters, at most {limit} are allowed")
+            elif "\n" in value or "\r" in value:
+                problems.append(f"{name} has a line break")
+    return problems
+
+
+# -- the HTTP side -----------------------------------------------------------------------------
+
+
+def _handler_for(standin: BitbucketStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+            return None
+
+        def do_POST(self) -> None:
+            self._handle()
+
+        def do_PUT(self) -> None:
+            self._handle()
+
+        def do_GET(self) -> None:
+            self._handle()
+
+        def do_CONNECT(self) -> None:  # an https request through the proxy: the proxy only speaks http
+            entry = Recorded("CONNECT", self.path, self.path, True, dict(self.headers), None, "unknown")
+            entry.problems.append("CONNECT through the Pipelines proxy: it only proxies plain http")
+            self._answer(entry, 405, {"type": "error", "error": {"message": "CONNECT not supported"}})
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            target = self.path
+            via_proxy = "://" in target
+            parts = urlsplit(target)
+            entry = Recorded(self.command, target, parts.path, via_proxy, dict(self.headers.items()), None, "unknown")
+            try:
+                entry.body = json.loads(raw) if raw else None
+            except ValueError:
+                entry.problems.append("the body is not JSON")
+            self._check_transport(entry, parts)
+            status_match, report_match = _STATUS_PATH.match(parts.path), _REPORT_PATH.match(parts.path)
+            if status_match and self.command == "POST":
+                entry.kind, entry.match = "status", status_match.groupdict()
+                entry.problems += check_status(entry.body)
+            elif report_match and self.command == "PUT":
+                entry.kind, entry.match = "report", report_match.groupdict()
+                entry.problems += check_report(entry.body, report_match["report_id"])
+            else:
+                entry.problems.append(f"no such endpoint: {self.command} {parts.path}")
+
+            if standin.delay:
+                time.sleep(standin.delay)
+            failure = standin._next_failure()
+            if failure is not None:
+                self._answer(entry, failure, {"type": "error", "error": {"message": "Something went wrong"}})
+            elif entry.kind == "unknown":
+                self._answer(entry, 404, {"type": "error", "error": {"message": "Resource not found"}})
+            elif any(p.startswith("Authorization") for p in entry.problems):
+                self._answer(entry, 401, {"type": "error", "error": {"message": "Unauthorized"}})
+            elif entry.problems:
+                message = "; ".join(entry.problems)
+                self._answer(entry, 400, {"type": "error", "error": {"message": message}})
+            else:
+                code = 201 if entry.kind == "status" else 200
+                self._answer(entry, code, {"type": entry.kind, **(entry.body or {})})
+
+        def _check_transport(self, entry: Recorded, parts: Any) -> None:
+            authorization = self.headers.get("Authorization")
+            if entry.body is not None and "application/json" not in (self.headers.get("Content-Type") or ""):
+                entry.problems.append("Content-Type is not application/json")
+            if entry.via_proxy:
+                if parts.scheme != "http" or parts.hostname != PROXIED_HOST or not parts.path.startswith("/2.0/"):
+                    entry.problems.append(f"the proxy only serves http://{PROXIED_HOST}/2.0/..., not {entry.target}")
+                if authorization is not None:
+                    entry.problems.append("Authorization header sent through the Pipelines proxy (it must be authless)")
+                if self.headers.get("Proxy-Authorization") is not None:
+                    entry.problems.append("Proxy-Authorization header sent to the Pipelines proxy")
+                return
+            if not parts.path.startswith("/2.0/"):
+                entry.problems.append(f"request target {entry.target!r} is not under /2.0/")
+            if authorization is None:
+                entry.problems.append("Authorization header missing on a direct API request")
+            elif standin.expect_authorization is not None and authorization != standin.expect_authorization:
+                entry.problems.append("Authorization header does not carry the expected credential")
+
+        def _answer(self, entry: Recorded, code: int, payload: dict[str, Any]) -> None:
+            entry.answered = code
+            standin.record(entry)
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler

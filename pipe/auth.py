@@ -23,7 +23,7 @@ def authenticate(config: Config) -> Credential:
     else:
         credential = static
     _refuse_plain_http(config.api_url, credential)
-    console.debug(f"Prefect credential: {credential.source}")
+    console.info(f"Prefect credential: {credential.source}")
     return credential
 
 

@@ -31,7 +31,5 @@ class Credential:
         """Revoke what can be revoked (Vault tokens), forget the rest. Never raises."""
         while self._closers:
             closer = self._closers.pop()
-            try:
+            with contextlib.suppress(Exception):  # best effort; each closer reports its own failure
                 closer()
-            except Exception:
-                pass

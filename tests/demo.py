@@ -27,8 +27,13 @@ def main() -> int:
                 "PARAMETERS": '{"name": "Bitbucket"}',
                 "TIMEOUT": "300",
             }
-            print(f"\n$ DEPLOYMENT=greet/ci PARAMETERS='{{\"name\": \"Bitbucket\"}}' python -m pipe   (API {server.api_url})\n", flush=True)
-            code = subprocess.run([sys.executable, "-m", "pipe"], env=env, cwd=ROOT, timeout=600, check=False).returncode
+            print(
+                f'\n$ DEPLOYMENT=greet/ci PARAMETERS=\'{{"name": "Bitbucket"}}\' python -m pipe   (API {server.api_url})\n',
+                flush=True,
+            )
+            code = subprocess.run(
+                [sys.executable, "-m", "pipe"], env=env, cwd=ROOT, timeout=600, check=False
+            ).returncode
             print(f"\nThe pipe exited with {code}.", flush=True)
             return code
     finally:

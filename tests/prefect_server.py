@@ -73,8 +73,20 @@ class PrefectServer:
         self._spawn([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)], env, "server.log")
         self._wait_healthy(timeout=90)
         client = self.client_env()
-        subprocess.run([prefect, "work-pool", "create", self.pool, "--type", "process", "--overwrite"], env=client, check=True, capture_output=True, timeout=120)
-        subprocess.run([sys.executable, str(FLOWS / "deploy_samples.py"), self.pool], env=client, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [prefect, "work-pool", "create", self.pool, "--type", "process", "--overwrite"],
+            env=client,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [sys.executable, str(FLOWS / "deploy_samples.py"), self.pool],
+            env=client,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         worker_env = dict(client, PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5")
         self._spawn([prefect, "worker", "start", "--pool", self.pool, "--type", "process"], worker_env, "worker.log")
         return self

@@ -12,7 +12,9 @@ def test_push_build() -> None:
     assert meta.repository == "acme/data-pipelines"
     assert meta.short_sha == "0f3c1e2"
     assert "commit:0f3c1e2" in meta.tags() and "branch:main" in meta.tags() and "build:42" in meta.tags()
-    assert meta.pipeline_url is not None and meta.pipeline_url.startswith("https://bitbucket.org/acme/data-pipelines/pipelines/results/42")
+    assert meta.pipeline_url is not None and meta.pipeline_url.startswith(
+        "https://bitbucket.org/acme/data-pipelines/pipelines/results/42"
+    )
     assert meta.default_run_name() == "data-pipelines-build-42-main-0f3c1e2"
     assert meta.labels()["bitbucket.commit"] == meta.commit_sha
 

@@ -42,7 +42,9 @@ def test_completed_run_streams_logs_and_passes_commit_metadata(
     pipe_env: dict[str, str], prefect: PrefectInspector, tmp_path: Path
 ) -> None:
     variables = tmp_path / "vars.env"
-    result = run_pipe({**pipe_env, "BITBUCKET_PIPELINES_VARIABLES_PATH": str(variables), "TAGS_COUNT": "1", "TAGS_0": "smoke"})
+    result = run_pipe(
+        {**pipe_env, "BITBUCKET_PIPELINES_VARIABLES_PATH": str(variables), "TAGS_COUNT": "1", "TAGS_0": "smoke"}
+    )
     assert result.code == 0, result
     assert "✔" in result.output
     assert "prefect │" in result.output and "last line of greet" in result.output
@@ -57,7 +59,9 @@ def test_completed_run_streams_logs_and_passes_commit_metadata(
     assert "tag" not in run.parameters and "pull_request_id" not in run.parameters  # not declared by the flow
     assert {"smoke", "commit:0f3c1e2", "branch:main", "build:42"} <= set(run.tags)
     assert run.name == "data-pipelines-build-42-main-0f3c1e2"
-    assert run.labels.get("bitbucket.pipeline_url", "").startswith("https://bitbucket.org/acme/data-pipelines/pipelines/results/42")
+    assert run.labels.get("bitbucket.pipeline_url", "").startswith(
+        "https://bitbucket.org/acme/data-pipelines/pipelines/results/42"
+    )
 
     shared = json.loads((Path(pipe_env["BITBUCKET_PIPE_SHARED_STORAGE_DIR"]) / "_shared_variables.json").read_text())
     [entry] = shared["prefect_flow_runs"]
@@ -106,7 +110,13 @@ def test_timeout_cancels_the_run(pipe_env: dict[str, str], prefect: PrefectInspe
 
 def test_timeout_without_cancel_leaves_the_run(pipe_env: dict[str, str], prefect: PrefectInspector) -> None:
     result = run_pipe(
-        {**pipe_env, "DEPLOYMENT": "sleepy/ci", "PARAMETERS": '{"seconds": 8}', "TIMEOUT": "2", "CANCEL_ON_TIMEOUT": "false"}
+        {
+            **pipe_env,
+            "DEPLOYMENT": "sleepy/ci",
+            "PARAMETERS": '{"seconds": 8}',
+            "TIMEOUT": "2",
+            "CANCEL_ON_TIMEOUT": "false",
+        }
     )
     assert_clean_failure(result, "TIMEOUT=2", "CANCEL_ON_TIMEOUT=false")
     assert prefect.flow_run(flow_run_id(result)).state.type.value not in ("CANCELLED", "CANCELLING")

@@ -9,5 +9,9 @@ def test_cloud_url() -> None:
 
 
 def test_self_hosted_url() -> None:
-    assert flow_run_ui_url("https://prefect.example.com/api", None, "r1") == "https://prefect.example.com/runs/flow-run/r1"
-    assert flow_run_ui_url("https://x/api", "https://ui.example.com/", "r1") == "https://ui.example.com/runs/flow-run/r1"
+    assert (
+        flow_run_ui_url("https://prefect.example.com/api", None, "r1") == "https://prefect.example.com/runs/flow-run/r1"
+    )
+    assert (
+        flow_run_ui_url("https://x/api", "https://ui.example.com/", "r1") == "https://ui.example.com/runs/flow-run/r1"
+    )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BITBUCKET_ENV, PrefectInspector, PipeResult, assert_no_secrets, run_pipe
+from tests.conftest import BITBUCKET_ENV, PipeResult, PrefectInspector, assert_no_secrets, run_pipe
 from tests.prefect_server import PrefectServer, free_port
 
 pytestmark = pytest.mark.prefect

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,7 +58,23 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "allowed": list(ACTIONS),
         "meta": {"hint": f"use one of: {', '.join(ACTIONS)}"},
     },
-    "DEPLOYMENT": _string("use 'flow-name/deployment-name' or a deployment id (UUID)"),
+    "DEPLOYMENT": _string(
+        "use 'flow-name/deployment-name' or a deployment id (UUID); for ACTION=deploy also a deployment name"
+        " or a glob such as 'etl/*'"
+    ),
+    "PREFECT_FILE": _string(
+        "use the path of the prefect.yaml relative to the repository root, e.g. 'prefect.yaml' or 'flows/prefect.yaml'",
+        empty=False,
+    ),
+    "DEPLOYMENTS": {
+        "type": "list",
+        "required": False,
+        "schema": {"type": "string"},
+        "meta": {
+            "hint": "use a YAML list of 'flow/deployment' names or JSON objects such as "
+            '\'{"deployment": "etl/daily", "parameters": {"full": true}}\''
+        },
+    },
     "PARAMETERS": _string("use a JSON object, e.g. '{\"n\": 3}'"),
     "JOB_VARIABLES": _string('use a JSON object, e.g. \'{"env": {"STAGE": "prod"}}\''),
     "TAGS": {
@@ -102,6 +118,21 @@ class DeploymentRef:
 
 
 @dataclass(frozen=True)
+class Target:
+    """One deployment to run, with the parameters of its own (merged over PARAMETERS)."""
+
+    ref: DeploymentRef
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return self.ref.text
+
+
+MAX_TARGETS = 50
+
+
+@dataclass(frozen=True)
 class Config:
     api_url: str
     ui_url: str | None
@@ -109,6 +140,7 @@ class Config:
     auth_string: Secret | None
     action: str
     deployment: DeploymentRef | None
+    targets: list[Target]  # what ACTION=run runs: DEPLOYMENT, or each entry of DEPLOYMENTS
     parameters: dict[str, Any]
     job_variables: dict[str, Any] | None
     tags: list[str]
@@ -203,8 +235,21 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
         ui_url = parse_http_url("PREFECT_UI_URL", ui_url).rstrip("/")
 
     deployment_text = variables.get("DEPLOYMENT")
-    if action == "run" and not deployment_text:
-        raise ConfigError("DEPLOYMENT is required", "set it to 'flow-name/deployment-name' or a deployment id")
+    # The deploy actions select deployments of the prefect.yaml by name or glob (pipe/deploy.py).
+    parse = parse_deployment_selection if action in ("deploy", "deploy-and-run") else parse_deployment
+    deployment = parse(deployment_text) if deployment_text else None
+    targets = parse_targets(list(variables.get("DEPLOYMENTS") or []), parse)
+    if deployment and targets:
+        raise ConfigError(
+            "DEPLOYMENT and DEPLOYMENTS are both set", "use DEPLOYMENT for one deployment, DEPLOYMENTS for several"
+        )
+    if deployment:
+        targets = [Target(deployment)]
+    if action in ("run", "deploy-and-run") and not targets:
+        raise ConfigError(
+            "DEPLOYMENT is required",
+            "set it to 'flow-name/deployment-name' or a deployment id (or DEPLOYMENTS to run several)",
+        )
 
     return Config(
         api_url=api_url,
@@ -212,7 +257,8 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
         api_key=api_key,
         auth_string=auth_string,
         action=action,
-        deployment=parse_deployment(deployment_text) if deployment_text else None,
+        deployment=deployment,
+        targets=targets,
         parameters=parse_json_object("PARAMETERS", variables.get("PARAMETERS")) or {},
         job_variables=parse_json_object("JOB_VARIABLES", variables.get("JOB_VARIABLES")),
         tags=parse_tags(list(variables.get("TAGS") or [])),
@@ -293,6 +339,64 @@ def parse_deployment(text: str) -> DeploymentRef:
     if not flow.strip() or not name.strip() or _BANNED_NAME_CHARS & set(name) or _BANNED_NAME_CHARS & set(flow):
         raise ConfigError(f"DEPLOYMENT {text!r} is not of the form 'flow-name/deployment-name'", fix)
     return DeploymentRef(text=f"{flow}/{name}")
+
+
+def parse_targets(entries: list[str | None], parse: Callable[[str], DeploymentRef] = parse_deployment) -> list[Target]:
+    """DEPLOYMENTS entries: a name or id, or a JSON object ``{"deployment": ..., "parameters": {...}}``."""
+    if len(entries) > MAX_TARGETS:
+        raise ConfigError(
+            f"DEPLOYMENTS has {len(entries)} entries", f"run at most {MAX_TARGETS} deployments in one step"
+        )
+    targets: list[Target] = []
+    for index, entry in enumerate(entries):
+        name = f"DEPLOYMENTS item {index}"
+        text = (entry or "").strip()
+        if not text:
+            raise ConfigError(f"{name} is empty", "remove it or name a deployment")
+        if text.startswith("{"):
+            spec = parse_json_object(name, text) or {}
+            unknown = sorted(set(spec) - {"deployment", "parameters"})
+            if unknown or not isinstance(spec.get("deployment"), str):
+                raise ConfigError(
+                    f"{name} must have a 'deployment' name and optionally 'parameters' (got keys {sorted(spec)})",
+                    'use {"deployment": "flow/deployment", "parameters": {...}}',
+                )
+            parameters = spec.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise ConfigError(
+                    f"{name} has 'parameters' that are not a JSON object", 'use "parameters": {"name": value}'
+                )
+            targets.append(Target(_named(name, spec["deployment"], parse), parameters))
+        else:
+            targets.append(Target(_named(name, text, parse)))
+    labels = [t.label for t in targets]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ConfigError(f"DEPLOYMENTS names {', '.join(duplicates)} more than once", "list each deployment once")
+    return targets
+
+
+def _named(variable: str, text: str, parse: Callable[[str], DeploymentRef] = parse_deployment) -> DeploymentRef:
+    try:
+        return parse(text)
+    except ConfigError as exc:
+        raise ConfigError(exc.message.replace("DEPLOYMENT ", f"{variable} ", 1), exc.fix) from None
+
+
+def parse_deployment_selection(text: str) -> DeploymentRef:
+    """ACTION=deploy / deploy-and-run select deployments of the prefect.yaml by name: 'flow/deployment',
+    a bare deployment name, or a glob of either ('etl/*', '*/prod', 'etl-*'). Not an id."""
+    text = text.strip()
+    fix = (
+        "set DEPLOYMENT to 'flow-name/deployment-name', a deployment name or a glob such as 'etl/*'"
+        " (unset: every deployment of the prefect.yaml)"
+    )
+    if _CONTROL.search(text) or len(text) > 512:
+        raise ConfigError("DEPLOYMENT contains control characters or is too long", fix)
+    flow, slash, name = text.partition("/")
+    if not text or (slash and (not flow.strip() or not name.strip() or "/" in name)) or set("%&><") & set(text):
+        raise ConfigError(f"DEPLOYMENT {text!r} is not a deployment name or glob", fix)
+    return DeploymentRef(text=text)
 
 
 def parse_json_object(name: str, text: str | None) -> dict[str, Any] | None:

@@ -7,10 +7,14 @@ import os
 import signal
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 from pipe import __version__, console
 from pipe.errors import PipeError, Stopped
 from pipe.secret import mask
+
+if TYPE_CHECKING:
+    from pipe.config import Config
 
 
 def _debug_requested() -> bool:
@@ -44,7 +48,7 @@ def main() -> int:
         return 1
 
 
-async def _run_until_stopped(config: object) -> int:
+async def _run_until_stopped(config: Config) -> int:
     """Run the pipe; SIGTERM/SIGINT (a stopped or timed-out step) cancel it so it can clean up."""
     from pipe.run import run
 
@@ -62,10 +66,15 @@ async def _run_until_stopped(config: object) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
     try:
-        return await run(config)  # type: ignore[arg-type]
+        return await run(config)
     except asyncio.CancelledError:
         if stopped:
-            raise Stopped("The step was stopped before a flow run was created; nothing was started") from None
+            what = (
+                "while deploying; some deployments may already be updated"
+                if config.action != "run"
+                else ("before a flow run was created; nothing was started")
+            )
+            raise Stopped(f"The step was stopped {what}") from None
         raise
 
 

@@ -5,7 +5,9 @@ configure → authenticate → resolve → trigger → wait → report.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pipe import console, outputs, parameters
 from pipe.auth import authenticate
-from pipe.config import Config
-from pipe.errors import ConfigError, RunFailed, Stopped, WaitTimeout
+from pipe.config import Config, DeploymentRef
+from pipe.credentials import Credential
+from pipe.errors import RunFailed, Stopped, WaitTimeout
 from pipe.metadata import CommitMetadata
 from pipe.outcome import RunInfo, RunResult
 from pipe.prefect_api import PrefectApi
@@ -59,11 +62,16 @@ class RunRequest:
 
 async def run(config: Config) -> int:
     """Run ACTION and return the exit code (errors are raised as PipeError)."""
-    if config.action != "run":
-        raise ConfigError(f"ACTION={config.action} is not available in this version", "use ACTION=run")
     meta = CommitMetadata.from_env(config.env)
     credential = authenticate(config)
     try:
+        if config.action in ("deploy", "deploy-and-run"):
+            names = await deploy_in_thread(config, credential)
+            if config.action == "deploy" or config.dry_run:
+                verb = "would be deployed (DRY_RUN)" if config.dry_run else "deployed"
+                console.success(f"{', '.join(names)} {verb}")
+                return 0
+            config = run_what_was_deployed(config, names)
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
             assert config.deployment is not None
             deployment = await api.read_deployment(config.deployment)
@@ -78,6 +86,26 @@ async def run(config: Config) -> int:
                 console.debug(f"{api.requests} HTTP requests sent to the Prefect API")
     finally:
         credential.close()
+
+
+async def deploy_in_thread(config: Config, credential: Credential) -> list[str]:
+    """``prefect deploy`` runs in a thread: a stopped step (SIGTERM cancels this task) stops the CLI too."""
+    from pipe.deploy import deploy  # imported here: ACTION=run never pays for it
+
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(deploy, config, credential, cancel=stop)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
+def run_what_was_deployed(config: Config, names: list[str]) -> Config:
+    """deploy-and-run runs each deployment by the name Prefect registered (DEPLOYMENT may be a bare name
+    or use the function's name); deploy() returns one name per DEPLOYMENT/DEPLOYMENTS entry, in order."""
+    refs = [DeploymentRef(text=name) for name in names]
+    targets = [dataclasses.replace(target, ref=ref) for target, ref in zip(config.targets, refs, strict=True)]
+    return dataclasses.replace(config, deployment=refs[0] if len(refs) == 1 else None, targets=targets)
 
 
 def build_request(config: Config, deployment: DeploymentResponse, meta: CommitMetadata) -> RunRequest:

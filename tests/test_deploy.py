@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pipe.auth import authenticate
-from pipe.config import DeploymentRef, load
+from pipe.config import SCHEMA, DeploymentRef, load
 from pipe.deploy import CliOutput, DeploymentSpec, deploy, failure, matches, run_cli
 from pipe.errors import DeployError
 from tests.conftest import ROOT, PipeResult, assert_no_secrets, run_pipe
@@ -213,6 +213,21 @@ def test_dry_run_checks_everything_and_deploys_nothing(
     assert f"deploy-commit:{sha[:7]}" in out and f"version: {sha[:8]}" in out  # the file the CLI would read
     assert "prefect deploy │" not in out  # the CLI never ran
     assert read_deployment(prefect_server, f"pinned-code/{repo.a}") is None
+
+
+@pytest.mark.skipif("DEPLOYMENTS" not in SCHEMA, reason="config has no DEPLOYMENTS variable")
+def test_deployments_list_selects_each_entry(pipe_env: dict[str, str], repo: Repo) -> None:
+    """DEPLOYMENTS (several runs) selects for the deploy actions too, in its order, never everything."""
+    sha = repo.standard()
+    entries = {
+        "DEPLOYMENTS_COUNT": "2",
+        "DEPLOYMENTS_0": f"pinned-code/{repo.b}",
+        "DEPLOYMENTS_1": f"other-flow/{repo.a}",
+    }
+    names = deploy_with(deploy_env(pipe_env, repo, sha, DRY_RUN="true", **entries))
+    assert names == [f"pinned-code/{repo.b}", f"other-flow/{repo.a}"]
+    with pytest.raises(DeployError, match=r"DEPLOYMENTS item 1 'other-flow/nope' matches none"):
+        deploy_with(deploy_env(pipe_env, repo, sha, DRY_RUN="true", **{**entries, "DEPLOYMENTS_1": "other-flow/nope"}))
 
 
 def test_run_executes_the_deployed_commits_code(

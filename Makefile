@@ -41,8 +41,7 @@ bench: venv
 	$(PY) -m bench
 
 image:
-	.ci/docker-setup
-	docker build --network host $${BASE_IMAGE:+--build-arg BASE_IMAGE=$$BASE_IMAGE} -t prefect-trigger:dev .
+	docker build --network host --build-arg BASE_IMAGE=$$(.ci/docker-setup) -t prefect-trigger:dev .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,88 @@
+# The prefect-trigger pipe. Builds on the official python:3.12-slim or on any Debian-like base with
+# python3 and its venv module (e.g. the stand-in made by .ci/docker-setup):
+#   docker build --build-arg BASE_IMAGE=prefect-trigger-base:bookworm -t prefect-trigger:dev .
+# Behind a TLS-intercepting proxy, hand its CA certificate(s) to the builder stage only:
+#   docker build --build-arg EXTRA_CA_CERTS="$(cat corp-ca.pem)" -t prefect-trigger:dev .
+ARG BASE_IMAGE=python:3.12-slim
+
+# ---------------------------------------------------------------------------------------------------
+# builder: the runtime venv, slimmed and precompiled. Nothing of this stage but /opt reaches the image.
+FROM ${BASE_IMAGE} AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
+
+# PEM text of extra CA certificates to trust while installing (a corporate TLS proxy); optional.
+ARG EXTRA_CA_CERTS=""
+# botocore service models to keep: what the pipe calls (STS, Secrets Manager, SSM), SSO for the
+# credential chain, and S3 for `prefect deploy` push steps. Everything else is dropped (~20 MB).
+ARG BOTOCORE_SERVICES="sts secretsmanager ssm sso sso-oidc s3"
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_COMPILE=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+
+COPY requirements.txt /tmp/requirements.txt
+
+# One layer: the venv with the pinned requirements, slimmed and precompiled —
+#  - the toolkit needs docker and GitPython only for its test helper (prefect imports docker lazily);
+#  - setuptools (Python 3.11 venvs get it; nothing imports it at run time; 3.12 venvs lack it anyway);
+#  - prefect's UI bundles: the pipe is a client and never serves the UI;
+#  - botocore/boto3 data of services the pipe never calls (endpoints/partitions/*.json stay);
+#  - bytecode compiled once here (unchecked-hash: sources never change in the image), so a pipe start
+#    does not compile prefect and its dependencies at every step. pip is left out (8 MB): the pipe never
+#    imports it, only `prefect deploy` runs it for a step's `requires:`. Files for newer Pythons
+#    (whenever/_typing_312.py on 3.11) cannot compile and are never imported: listed, not fatal.
+RUN python3 -m venv /opt/venv \
+ && if [ -n "$EXTRA_CA_CERTS" ]; then \
+        { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || cat "$(/opt/venv/bin/python -m pip._vendor.certifi)"; \
+          printf '%s\n' "$EXTRA_CA_CERTS"; } > /tmp/build-ca.pem; \
+        export PIP_CERT=/tmp/build-ca.pem; \
+    fi \
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes docker GitPython gitdb smmap setuptools \
+ && site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
+ && rm -rf "$site/prefect/server/ui" "$site/prefect/server/ui-v2" \
+ && for dir in "$site"/botocore/data/*/ "$site"/boto3/data/*/; do \
+        name=$(basename "$dir"); \
+        case " $BOTOCORE_SERVICES " in *" $name "*) ;; *) rm -rf "$dir" ;; esac; \
+    done \
+ && rm -f /tmp/requirements.txt /tmp/build-ca.pem \
+ && find /opt/venv -depth -type d -name __pycache__ -exec rm -rf {} + \
+ && { /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '/site-packages/pip/' /opt/venv \
+        | grep -E '^\*\*\* Error compiling' || true; } \
+ && /opt/venv/bin/python -c 'import boto3; [boto3.client(s, region_name="eu-west-1") for s in ("sts", "secretsmanager", "ssm")]'
+
+COPY pipe /opt/pipe/pipe
+COPY pipe.yml README.md LICENSE /opt/pipe/
+
+# The pipe's own bytecode, then a smoke test of what the slimming must not break.
+RUN /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/pipe \
+ && PYTHONPATH=/opt/pipe /opt/venv/bin/python -c 'import pipe.main, prefect.cli.deploy, bitbucket_pipes_toolkit, hvac, google.auth' \
+ && /opt/venv/bin/prefect --help > /dev/null
+
+# ---------------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE}
+SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
+
+# PYTHONSAFEPATH: `python -m pipe` must not import a `pipe` package or module from the working
+# directory (the user's clone); the pipe lives on PYTHONPATH. No bytecode is written into the clone.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/pipe \
+    PYTHONSAFEPATH=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    LANG=C.UTF-8
+
+# The official image ships its standard library without bytecode: compile what is missing (a no-op on
+# a base that has it, such as Debian's python3; ~12 MB where it is not), leaving out what a pipe never
+# imports. Before the COPYs: it depends on the base only, so it stays cached.
+RUN stdlib=$(python3 -c 'import sysconfig; print(sysconfig.get_path("stdlib"))') \
+ && { python3 -m compileall -q -j 0 -x '/(test|tests|idlelib|lib2to3|turtledemo|tkinter|ensurepip|site-packages|dist-packages)/' "$stdlib" \
+        | grep -E '^\*\*\* Error compiling' || true; }
+
+COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder /opt/pipe /opt/pipe
+
+WORKDIR /opt/pipe
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "pipe"]

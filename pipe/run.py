@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pipe import console, outputs, parameters
 from pipe.auth import authenticate
-from pipe.config import Config, DeploymentRef
+from pipe.config import Config, DeploymentRef, Target
 from pipe.credentials import Credential
-from pipe.errors import RunFailed, Stopped, WaitTimeout
+from pipe.errors import ParameterError, RunFailed, Stopped, WaitTimeout
 from pipe.metadata import CommitMetadata
 from pipe.outcome import RunInfo, RunResult
 from pipe.prefect_api import PrefectApi
@@ -60,6 +60,15 @@ class RunRequest:
         return fields
 
 
+@dataclass
+class Plan:
+    """One deployment resolved and its run request checked, before anything is created."""
+
+    label: str  # flow-name/deployment-name
+    deployment: DeploymentResponse
+    request: RunRequest
+
+
 async def run(config: Config) -> int:
     """Run ACTION and return the exit code (errors are raised as PipeError)."""
     meta = CommitMetadata.from_env(config.env)
@@ -73,19 +82,32 @@ async def run(config: Config) -> int:
                 return 0
             config = run_what_was_deployed(config, names)
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-            assert config.deployment is not None
-            deployment = await api.read_deployment(config.deployment)
-            label = config.deployment.text if not config.deployment.is_id else await api.deployment_label(deployment)
-            request = build_request(config, deployment, meta)
+            plans = await resolve(config, api, meta)
             if config.dry_run:
-                show_dry_run(config, label, deployment, request)
+                show_dry_run(config, plans)
                 return 0
             try:
-                return await trigger_and_follow(config, api, label, deployment, request)
+                return await trigger_and_follow(config, api, plans)
             finally:
                 console.debug(f"{api.requests} HTTP requests sent to the Prefect API")
     finally:
         credential.close()
+
+
+async def resolve(config: Config, api: PrefectApi, meta: CommitMetadata) -> list[Plan]:
+    """Read every deployment and check every request first: bad input creates nothing."""
+    deployments = await asyncio.gather(*(api.read_deployment(target.ref) for target in config.targets))
+    plans = []
+    for target, deployment in zip(config.targets, deployments, strict=True):
+        label = target.ref.text if not target.ref.is_id else await api.deployment_label(deployment)
+        try:
+            request = build_request(config, target, deployment, meta)
+        except ParameterError as exc:
+            if len(config.targets) == 1:
+                raise
+            raise ParameterError(f"{label}: {exc.message}", exc.fix) from None
+        plans.append(Plan(label, deployment, request))
+    return plans
 
 
 async def deploy_in_thread(config: Config, credential: Credential) -> list[str]:
@@ -108,10 +130,11 @@ def run_what_was_deployed(config: Config, names: list[str]) -> Config:
     return dataclasses.replace(config, deployment=refs[0] if len(refs) == 1 else None, targets=targets)
 
 
-def build_request(config: Config, deployment: DeploymentResponse, meta: CommitMetadata) -> RunRequest:
+def build_request(config: Config, target: Target, deployment: DeploymentResponse, meta: CommitMetadata) -> RunRequest:
     schema = deployment.parameter_openapi_schema
     commit = parameters.commit_values(schema, meta.parameters()) if config.commit_parameters else {}
-    params = parameters.resolve(schema, deployment.parameters, config.parameters, commit)
+    user = {**config.parameters, **target.parameters}  # a DEPLOYMENTS entry's own parameters win
+    params = parameters.resolve(schema, deployment.parameters, user, commit)
     return RunRequest(
         parameters=params,
         tags=list(dict.fromkeys([*config.tags, *meta.tags()])),
@@ -136,51 +159,124 @@ def idempotency_key(config: Config, meta: CommitMetadata, deployment_id: str) ->
     return f"prefect-trigger:{deployment_id}:{base}"
 
 
-def show_dry_run(config: Config, label: str, deployment: DeploymentResponse, request: RunRequest) -> None:
+def show_dry_run(config: Config, plans: list[Plan]) -> None:
     from pipe import identity
 
-    console.info(f"DRY_RUN: deployment {label} ({deployment.id}) resolved; nothing was created")
     for line in identity.describe(config.variables, config.env):
         console.info(line)
-    body = json.dumps(request.create_fields(), indent=2, sort_keys=True, default=str)
-    console.plain(f"Would create a flow run with:\n{body}")
-    console.success("Dry run passed: the deployment exists and the parameters match its schema")
+    for plan in plans:
+        console.info(f"DRY_RUN: deployment {plan.label} ({plan.deployment.id}) resolved; nothing was created")
+        body = json.dumps(plan.request.create_fields(), indent=2, sort_keys=True, default=str)
+        console.plain(f"Would create a flow run of {plan.label} with:\n{body}")
+    what = "the deployment exists" if len(plans) == 1 else f"all {len(plans)} deployments exist"
+    console.success(f"Dry run passed: {what} and the parameters match")
 
 
-async def trigger_and_follow(
-    config: Config, api: PrefectApi, label: str, deployment: DeploymentResponse, request: RunRequest
-) -> int:
+async def trigger_and_follow(config: Config, api: PrefectApi, plans: list[Plan]) -> int:
     reporter = _reporter(config)
+    runs = await create_all(api, plans)
+    for run in runs:
+        outputs.write(config.env, run, None)
+    await asyncio.gather(*(asyncio.to_thread(reporter.run_started, run) for run in runs))  # blocking HTTP
+    if not config.wait:
+        for run in runs:
+            console.success(f"Flow run {run.flow_run_name} created (WAIT=false): {run.flow_run_url}")
+        return 0
+
+    deadline = time.monotonic() + config.timeout
+    several = len(runs) > 1
+    try:
+        results = await asyncio.gather(
+            *(follow(config, api, run, deadline, prefix=f"[{run.deployment_name}]" if several else "") for run in runs)
+        )
+    except asyncio.CancelledError:
+        results = await asyncio.gather(*(stop(api, run) for run in runs))
+        await finish_all(config, reporter, results)
+        names = ", ".join(r.run.flow_run_name for r in results)
+        raise Stopped(f"The step was stopped; flow run {names} {_stop_note(results)}") from None
+
+    await finish_all(config, reporter, results)
+    return verdict(config, results)
+
+
+async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
+    """Create the runs concurrently; if one cannot be created, cancel the others and fail."""
+    created = await asyncio.gather(*(create(api, plan) for plan in plans), return_exceptions=True)
+    runs = [c for c in created if isinstance(c, RunInfo)]
+    errors = [c for c in created if isinstance(c, BaseException)]
+    if errors:
+        for run in runs:
+            result = RunResult(run=run, state_type="CANCELLING", state_name="Cancelling")
+            await _cancel(api, run, result)
+        raise errors[0]
+    return runs
+
+
+async def create(api: PrefectApi, plan: Plan) -> RunInfo:
     requested_at = datetime.now(UTC)
-    flow_run = await api.create_flow_run(deployment.id, **request.create_fields())
-    info = RunInfo(
-        deployment_name=label,
-        deployment_id=str(deployment.id),
+    flow_run = await api.create_flow_run(plan.deployment.id, **plan.request.create_fields())
+    run = RunInfo(
+        deployment_name=plan.label,
+        deployment_id=str(plan.deployment.id),
         flow_run_id=str(flow_run.id),
         flow_run_name=flow_run.name,
         flow_run_url=api.flow_run_url(flow_run.id),
-        deployment_version=getattr(deployment, "version", None),
+        deployment_version=getattr(plan.deployment, "version", None),
         created=flow_run.created,
     )
     if flow_run.created and flow_run.created < requested_at - timedelta(seconds=30):
         console.info(
-            "This step attempt already started a flow run (same idempotency key): following it, not starting another"
+            f"This step attempt already started flow run {run.flow_run_name} of {plan.label} (same idempotency key):"
+            " following it, not starting another"
         )
-    console.info(f"Flow run {info.flow_run_name} created for {info.deployment_name}: {info.flow_run_url}")
-    outputs.write(config.env, info, None)
-    await asyncio.to_thread(reporter.run_started, info)  # blocking HTTP: keep the loop (and logs) going
-    if not config.wait:
-        console.success(f"Flow run {info.flow_run_name} created (WAIT=false): {info.flow_run_url}")
-        return 0
+    console.info(f"Flow run {run.flow_run_name} created for {run.deployment_name}: {run.flow_run_url}")
+    return run
 
+
+async def follow(config: Config, api: PrefectApi, info: RunInfo, deadline: float, prefix: str = "") -> RunResult:
+    waiter = Waiter(api, uuid.UUID(info.flow_run_id), deadline, stream_logs=config.stream_logs, prefix=prefix)
+    outcome = await waiter.wait()
+    flow_run = outcome.flow_run
+    result = _result(info, flow_run)
+    if outcome.timed_out:
+        result.timed_out = True
+        if config.cancel_on_timeout:
+            await _cancel(api, info, result)
+        return result
+    if result.state_type in ("FAILED", "CRASHED"):
+        result.failing_task = await api.failing_task(flow_run.id)
+    return result
+
+
+async def stop(api: PrefectApi, info: RunInfo) -> RunResult:
+    """The step is being stopped: cancel the remote run so nothing keeps running unseen."""
+    console.warning(f"Stop requested: cancelling flow run {info.flow_run_name}")
+    result = RunResult(run=info, state_type="CANCELLING", state_name="Cancelling", stopped=True)
+    await _cancel(api, info, result)
+    return result
+
+
+async def _cancel(api: PrefectApi, info: RunInfo, result: RunResult) -> None:
     try:
-        result = await follow(config, api, info)
-    except asyncio.CancelledError:
-        result = await stop(config, api, info)
-        await finish(config, reporter, result)
-        raise Stopped(f"The step was stopped; flow run {info.flow_run_name} {_stop_note(result)}") from None
+        state = await asyncio.wait_for(api.cancel(info.flow_run_id), timeout=CANCEL_GRACE_SECONDS)
+        result.cancel_requested = True
+        console.info(f"Cancellation of {info.flow_run_name} requested (server answered {state})")
+    except (TimeoutError, Exception) as exc:
+        console.warning(f"Could not cancel flow run {info.flow_run_name}: {exc}")
 
-    await finish(config, reporter, result)
+
+def verdict(config: Config, results: list[RunResult]) -> int:
+    """Exit 0 only when every run completed; otherwise one line naming what did not."""
+    failed = [r for r in results if not r.succeeded]
+    if len(results) > 1:
+        if not failed:
+            console.success(f"All {len(results)} flow runs completed")
+            return 0
+        names = ", ".join(f"{r.run.deployment_name} ({_state_label(r)})" for r in failed)
+        error = WaitTimeout if all(r.timed_out for r in failed) else RunFailed
+        raise error(f"{len(failed)} of {len(results)} flow runs did not complete: {names}")
+    [result] = results
+    info = result.run
     if result.succeeded:
         console.success(f"Flow run {info.flow_run_name} completed in {_duration(result.duration_seconds)}")
         return 0
@@ -194,38 +290,12 @@ async def trigger_and_follow(
     raise RunFailed(f"Flow run {info.flow_run_name} ended {result.state_name}{detail}")
 
 
-async def follow(config: Config, api: PrefectApi, info: RunInfo) -> RunResult:
-    deadline = time.monotonic() + config.timeout
-    waiter = Waiter(api, uuid.UUID(info.flow_run_id), deadline, stream_logs=config.stream_logs)
-    outcome = await waiter.wait()
-    flow_run = outcome.flow_run
-    if outcome.timed_out:
-        result = _result(info, flow_run)
-        result.timed_out = True
-        if config.cancel_on_timeout:
-            await _cancel(api, info, result)
-        return result
-    result = _result(info, flow_run)
-    if result.state_type in ("FAILED", "CRASHED"):
-        result.failing_task = await api.failing_task(flow_run.id)
-    return result
-
-
-async def stop(config: Config, api: PrefectApi, info: RunInfo) -> RunResult:
-    """The step is being stopped: cancel the remote run so nothing keeps running unseen."""
-    console.warning("Stop requested: cancelling the flow run")
-    result = RunResult(run=info, state_type="CANCELLING", state_name="Cancelling", stopped=True)
-    await _cancel(api, info, result)
-    return result
-
-
-async def _cancel(api: PrefectApi, info: RunInfo, result: RunResult) -> None:
-    try:
-        state = await asyncio.wait_for(api.cancel(info.flow_run_id), timeout=CANCEL_GRACE_SECONDS)
-        result.cancel_requested = True
-        console.info(f"Cancellation of {info.flow_run_name} requested (server answered {state})")
-    except (TimeoutError, Exception) as exc:
-        console.warning(f"Could not cancel flow run {info.flow_run_name}: {exc}")
+def _state_label(result: RunResult) -> str:
+    if result.timed_out:
+        return f"timed out after TIMEOUT, {result.state_name}"
+    if result.stopped:
+        return "step stopped"
+    return result.state_name
 
 
 def _result(info: RunInfo, flow_run: FlowRun) -> RunResult:
@@ -244,10 +314,14 @@ def _result(info: RunInfo, flow_run: FlowRun) -> RunResult:
     )
 
 
-async def finish(config: Config, reporter: Any, result: RunResult) -> None:
-    outputs.write(config.env, result.run, result)
-    summary(result)
-    await asyncio.to_thread(reporter.run_finished, result)
+async def finish_all(config: Config, reporter: Any, results: list[RunResult]) -> None:
+    for result in results:
+        outputs.write(config.env, result.run, result)
+    if len(results) == 1:
+        summary(results[0])
+    else:
+        table(results)
+    await asyncio.gather(*(asyncio.to_thread(reporter.run_finished, result) for result in results))
 
 
 def summary(result: RunResult) -> None:
@@ -276,6 +350,24 @@ def summary(result: RunResult) -> None:
     console.plain(rule)
 
 
+def table(results: list[RunResult]) -> None:
+    """One screen for many runs: a row each, then the errors."""
+    rows = [("Deployment", "State", "Duration", "Link")]
+    rows += [
+        (r.run.deployment_name, _state_label(r), _duration(r.duration_seconds), r.run.flow_run_url) for r in results
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rule = "─" * (sum(widths) + 6 + max(len(row[3]) for row in rows))
+    console.plain(rule)
+    for row in rows:
+        console.plain(f" {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    for r in results:
+        if not r.succeeded and (r.state_message or r.failing_task):
+            task = f" (task {r.failing_task})" if r.failing_task else ""
+            console.plain(f" {r.run.deployment_name}{task}: {r.state_message or r.state_name}")
+    console.plain(rule)
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -285,8 +377,10 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-def _stop_note(result: RunResult) -> str:
-    return "was cancelled" if result.cancel_requested else "may still be running"
+def _stop_note(results: list[RunResult]) -> str:
+    if all(r.cancel_requested for r in results):
+        return "was cancelled" if len(results) == 1 else "were cancelled"
+    return "may still be running"
 
 
 def _reporter(config: Config) -> Any:

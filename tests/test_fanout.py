@@ -1,0 +1,54 @@
+"""DEPLOYMENTS: several deployments in one step, created together and awaited together."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PrefectInspector, run_pipe
+
+pytestmark = pytest.mark.prefect
+
+
+def several(env: dict[str, str], *entries: str) -> dict[str, str]:
+    env = {k: v for k, v in env.items() if k != "DEPLOYMENT"}
+    env["DEPLOYMENTS_COUNT"] = str(len(entries))
+    env.update({f"DEPLOYMENTS_{i}": entry for i, entry in enumerate(entries)})
+    return env
+
+
+def test_all_complete(pipe_env: dict[str, str], prefect: PrefectInspector) -> None:
+    env = several(pipe_env, "greet/ci", '{"deployment": "sleepy/ci", "parameters": {"seconds": 2, "lines": 1}}')
+    result = run_pipe(env)
+    assert result.code == 0, result
+    assert "All 2 flow runs completed" in result.output
+    assert "[greet/ci] prefect │" in result.output and "last line of greet" in result.output
+    assert "[sleepy/ci] prefect │" in result.output and "last line of sleepy" in result.output
+    assert re.search(r"greet/ci\s+Completed", result.output) and re.search(r"sleepy/ci\s+Completed", result.output)
+    shared = json.loads((Path(pipe_env["BITBUCKET_PIPE_SHARED_STORAGE_DIR"]) / "_shared_variables.json").read_text())
+    assert sorted(entry["deployment"] for entry in shared["prefect_flow_runs"]) == ["greet/ci", "sleepy/ci"]
+    assert {entry["state"] for entry in shared["prefect_flow_runs"]} == {"COMPLETED"}
+
+
+def test_one_failure_fails_the_step_and_is_named(pipe_env: dict[str, str]) -> None:
+    env = several(pipe_env, "greet/ci", '{"deployment": "fail/ci", "parameters": {"reason": "bad row"}}')
+    result = run_pipe(env)
+    assert result.code == 1, result
+    [line] = [line for line in result.output.splitlines() if "✖" in line]
+    assert "1 of 2 flow runs did not complete: fail/ci (Failed)" in line
+    assert "bad row" in result.output and "last line of greet" in result.output
+
+
+def test_entry_parameters_are_checked_before_anything_is_created(
+    pipe_env: dict[str, str], prefect: PrefectInspector
+) -> None:
+    before = prefect.count_all_runs()
+    env = several(pipe_env, "greet/ci", '{"deployment": "sleepy/ci", "parameters": {"secs": 2}}')
+    result = run_pipe(env)
+    assert result.code == 1, result
+    [line] = [line for line in result.output.splitlines() if "✖" in line]
+    assert "sleepy/ci" in line and "'secs'" in line
+    assert prefect.count_all_runs() == before

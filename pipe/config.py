@@ -23,7 +23,7 @@ from bitbucket_pipes_toolkit import ArrayVariable, Pipe
 from pipe.bitbucket.variables import VARIABLES as REPORT_VARIABLES
 from pipe.errors import ConfigError
 from pipe.identity.variables import VARIABLES as IDENTITY_VARIABLES
-from pipe.secret import Secret
+from pipe.secret import Secret, register
 
 ACTIONS = ("run", "deploy", "deploy-and-run")
 MAX_JSON_BYTES = 512 * 1024
@@ -170,7 +170,11 @@ class _SchemaPipe(Pipe):
                 document[key] = _array(key, self.env)
             elif key in self.env:
                 value = self.env[key]
+                if _not_utf8(value):
+                    raise ConfigError(f"{key} is not valid UTF-8 text", f"set {key} again as plain UTF-8 text")
                 document[key] = value if rules.get("type") == "string" else _yaml_scalar(value)
+                if rules.get("type") == "integer" and isinstance(document[key], bool):
+                    document[key] = value  # YAML's true is not a number: let the type check name it
         if not self.validator.validate(document):
             raise ConfigError(_describe(self.validator.errors, self.schema))
         return dict(self.validator.document)
@@ -184,6 +188,11 @@ def _array(name: str, env: Mapping[str, str]) -> list[str | None]:
     if count is not None and (not count.isdigit() or int(count) > 1000):
         raise ConfigError(f"{name}_COUNT must be a small whole number", f"set {name} as a YAML list")
     return list(ArrayVariable(name, env))  # Cerberus rebuilds sequences, so hand it a plain list
+
+
+def _not_utf8(text: str) -> bool:
+    """os.environ keeps bytes that are not UTF-8 as lone surrogates, which cannot be sent anywhere."""
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _yaml_scalar(value: str) -> Any:
@@ -209,13 +218,23 @@ def _flatten(reasons: list[Any]) -> list[str]:
             for index, inner in reason.items():
                 out.extend(f"item {index} {text}" for text in _flatten(inner))
         else:
-            out.append(str(reason))
+            out.append(_without_value(str(reason)))
     return out
+
+
+def _without_value(reason: str) -> str:
+    """Cerberus quotes the offending value ('unallowed value X'): the value may be a credential
+    pasted into the wrong variable, or carry line breaks, so it is never echoed."""
+    if reason.startswith("unallowed value"):
+        return "value is not allowed"
+    return _CONTROL.sub("?", reason)
 
 
 def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = None) -> Config:
     """Validate ``env`` (normally ``os.environ``) into a :class:`Config`."""
     schema = dict(schema or SCHEMA)
+    # Mask credentials from the start: a validation message must not be able to show one.
+    register(*(value for name, value in env.items() if _looks_secret(name)))
     variables = _SchemaPipe(schema=schema, env=dict(env), check_for_newer_version=False).variables
 
     api_key = _secret(variables.get("PREFECT_API_KEY"))
@@ -277,6 +296,13 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
     )
 
 
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|PASSWORD|SECRET_VALUE|AUTH_STRING)$")
+
+
+def _looks_secret(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name)) and not name.endswith("_SECRET") and name != "IDEMPOTENCY_KEY"
+
+
 def _secret(value: str | None) -> Secret | None:
     return Secret(value) if value else None
 
@@ -285,7 +311,10 @@ def parse_http_url(name: str, value: str) -> str:
     value = value.strip()
     if _CONTROL.search(value) or " " in value:
         raise ConfigError(f"{name} contains spaces or control characters", "set it to a plain https:// URL")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a valid URL ({exc})", "fix the host name") from None
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"{name} must start with https:// (or http:// for a local server)", "fix the URL")
     if "@" in parts.netloc:
@@ -306,6 +335,11 @@ def parse_http_url(name: str, value: str) -> str:
 def parse_api_url(value: str) -> str:
     url = parse_http_url("PREFECT_API_URL", value).rstrip("/")
     parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ConfigError(
+            "PREFECT_API_URL must not have a query (?...) or fragment (#...)",
+            "use the bare API URL; pass credentials in PREFECT_API_KEY or PREFECT_API_AUTH_STRING",
+        )
     if parts.hostname == "app.prefect.cloud":
         raise ConfigError(
             "PREFECT_API_URL points at the Prefect UI (app.prefect.cloud), not the API",
@@ -339,6 +373,16 @@ def parse_deployment(text: str) -> DeploymentRef:
     if not flow.strip() or not name.strip() or _BANNED_NAME_CHARS & set(name) or _BANNED_NAME_CHARS & set(flow):
         raise ConfigError(f"DEPLOYMENT {text!r} is not of the form 'flow-name/deployment-name'", fix)
     return DeploymentRef(text=f"{flow}/{name}")
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _not_utf8(value)
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
 
 
 def parse_targets(entries: list[str | None], parse: Callable[[str], DeploymentRef] = parse_deployment) -> list[Target]:
@@ -402,6 +446,8 @@ def parse_deployment_selection(text: str) -> DeploymentRef:
 def parse_json_object(name: str, text: str | None) -> dict[str, Any] | None:
     if text is None or not text.strip():
         return None
+    if _not_utf8(text):
+        raise ConfigError(f"{name} is not valid UTF-8 text", f"set {name} again as plain UTF-8 JSON")
     if len(text.encode()) > MAX_JSON_BYTES:
         raise ConfigError(
             f"{name} is larger than {MAX_JSON_BYTES // 1024} KiB", "pass large inputs by reference (a path or URL)"
@@ -414,6 +460,11 @@ def parse_json_object(name: str, text: str | None) -> dict[str, Any] | None:
         raise ConfigError(
             f"{name} is not valid JSON: {detail}{where}", f'set {name} to a JSON object such as \'{{"key": "value"}}\''
         ) from None
+    if _has_surrogate(value):
+        raise ConfigError(
+            f"{name} contains an escaped lone surrogate (\\ud800-\\udfff), which is not valid Unicode",
+            "remove it or escape the full character",
+        )
     if not isinstance(value, dict):
         raise ConfigError(
             f"{name} must be a JSON object, got a JSON {type(value).__name__}",

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def _debug_requested() -> bool:
-    return os.environ.get("DEBUG", "").strip().lower() in ("true", "1", "yes")
+    """DEBUG as the schema reads it (YAML: true/True/yes/on), before the schema has run."""
+    return os.environ.get("DEBUG", "").strip().lower() in ("true", "yes", "on")
 
 
 def main() -> int:

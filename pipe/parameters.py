@@ -59,15 +59,22 @@ def resolve(
     if schema and properties is not None:
         unknown = sorted(set(user) - set(properties))
         if unknown:
-            accepted = ", ".join(sorted(properties)) or "none"
+            accepted = _some(sorted(properties)) or "none"
             raise ParameterError(
-                f"PARAMETERS names {', '.join(map(repr, unknown))}, which the flow does not declare",
+                f"PARAMETERS names {_some([repr(name) for name in unknown])}, which the flow does not declare",
                 f"accepted parameters: {accepted}",
             )
     parameters = {**commit, **user}
     if schema:
         _check_types(schema, {**dict(defaults or {}), **parameters})
     return parameters
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """A list for one line: the first few, then how many more."""
+    shown = [name if len(name) <= 60 else name[:57] + "..." for name in names[:limit]]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 
 def _check_types(schema: Mapping[str, Any], merged: Mapping[str, Any]) -> None:
@@ -102,4 +109,4 @@ def _fix(schema: Mapping[str, Any]) -> str:
     for name, prop in declared(schema).items():
         kind = "/".join(sorted(_types(prop))) or "any"
         parts.append(f"{name} ({kind})")
-    return "the flow accepts: " + ", ".join(parts) if parts else "the flow declares no parameters"
+    return "the flow accepts: " + _some(parts) if parts else "the flow declares no parameters"

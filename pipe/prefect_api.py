@@ -7,11 +7,12 @@ it. Errors become one :class:`PrefectError` line naming the server, the cause an
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlsplit
 
 from pipe.config import DeploymentRef
 from pipe.credentials import Credential
@@ -22,9 +23,14 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun, Log
     from prefect.client.schemas.responses import DeploymentResponse
 
+T = TypeVar("T")
+
 CLOUD_API_PREFIX = "https://api.prefect.cloud/api"
-REQUEST_TIMEOUT_SECONDS = 30.0
-MAX_RETRIES = 4  # Prefect's client retries 408/429/502/503 and connection errors with backoff
+REQUEST_TIMEOUT_SECONDS = 20.0  # one attempt
+MAX_RETRIES = 4  # Prefect's client retries 408/429/502/503 and connection errors with backoff (2, 4, 8, 16 s)
+# One call, its retries included. Without it a server that accepts connections and never answers
+# holds each call for 5 attempts x the request timeout + 30 s of backoff (about 3 minutes).
+CALL_BUDGET_SECONDS = 60.0
 LOGS_PAGE = 200  # the server's maximum
 
 
@@ -90,16 +96,21 @@ class PrefectApi:
         async def count(_: httpx.Request) -> None:
             self.requests += 1
 
-        client = PrefectClient(
-            self.api_url,
-            api_key=key if self.credential.kind == "api_key" else None,
-            auth_string=key if self.credential.kind == "auth_string" else None,
-            httpx_settings={
-                "timeout": httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=10.0),
-                "event_hooks": {"request": [count]},
-            },
-        )
-        self._client = await self._stack.enter_async_context(client)
+        try:
+            with self.translate("preparing requests"):  # a credential HTTP headers cannot carry fails here
+                client = PrefectClient(
+                    self.api_url,
+                    api_key=key if self.credential.kind == "api_key" else None,
+                    auth_string=key if self.credential.kind == "auth_string" else None,
+                    httpx_settings={
+                        "timeout": httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=10.0),
+                        "event_hooks": {"request": [count]},
+                    },
+                )
+                self._client = await self._stack.enter_async_context(client)
+        except BaseException:
+            await self._stack.aclose()  # the settings go back in the context they were set in
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -110,40 +121,40 @@ class PrefectApi:
     async def read_deployment(self, ref: DeploymentRef) -> DeploymentResponse:
         from prefect.exceptions import ObjectNotFound
 
-        with self.translate(f"reading deployment {ref.text!r}"):
-            try:
-                if ref.id is not None:
-                    return await self.client.read_deployment(ref.id)
-                return await self.client.read_deployment_by_name(ref.text)
-            except ObjectNotFound:
-                hint = (
-                    "check the name with 'prefect deployment ls' (flow names use '-' where the function has '_')"
-                    if not ref.is_id
-                    else "check the id with 'prefect deployment ls'"
-                )
-                if is_cloud(self.api_url):
-                    hint += ", and that PREFECT_API_URL names the right workspace"
-                raise DeploymentNotFound(
-                    f"DEPLOYMENT {ref.text!r} was not found on the Prefect API at {self.host}", hint
-                ) from None
+        try:
+            if ref.id is not None:
+                return await self.call(f"reading deployment {ref.text!r}", self.client.read_deployment(ref.id))
+            return await self.call(
+                f"reading deployment {ref.text!r}", self.client.read_deployment_by_name(_path_name(ref))
+            )
+        except ObjectNotFound:
+            hint = (
+                "check the name with 'prefect deployment ls' (flow names use '-' where the function has '_')"
+                if not ref.is_id
+                else "check the id with 'prefect deployment ls'"
+            )
+            if is_cloud(self.api_url):
+                hint += ", and that PREFECT_API_URL names the right workspace"
+            raise DeploymentNotFound(
+                f"DEPLOYMENT {ref.text!r} was not found on the Prefect API at {self.host}", hint
+            ) from None
 
     async def deployment_label(self, deployment: DeploymentResponse) -> str:
         """``flow-name/deployment-name`` of a deployment found by id."""
-        with self.translate("reading the deployment's flow"):
-            flow = await self.client.read_flow(deployment.flow_id)
+        flow = await self.call("reading the deployment's flow", self.client.read_flow(deployment.flow_id))
         return f"{flow.name}/{deployment.name}"
 
     # -- trigger ---------------------------------------------------------------------------------
 
     async def create_flow_run(self, deployment_id: Any, **fields: Any) -> FlowRun:
-        with self.translate("creating the flow run"):
-            return await self.client.create_flow_run_from_deployment(deployment_id, **fields)
+        return await self.call(
+            "creating the flow run", self.client.create_flow_run_from_deployment(deployment_id, **fields)
+        )
 
     # -- wait --------------------------------------------------------------------------------------
 
     async def read_flow_run(self, flow_run_id: Any) -> FlowRun:
-        with self.translate("reading the flow run"):
-            return await self.client.read_flow_run(flow_run_id)
+        return await self.call("reading the flow run", self.client.read_flow_run(flow_run_id))
 
     async def read_logs(self, flow_run_id: Any, after: datetime | None, offset: int = 0) -> list[Log]:
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
@@ -152,20 +163,22 @@ class PrefectApi:
         log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
         if after is not None:
             log_filter.timestamp = LogFilterTimestamp(after_=after)
-        with self.translate("reading the flow run's logs"):
-            return await self.client.read_logs(
-                log_filter=log_filter, limit=LOGS_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC
-            )
+        return await self.call(
+            "reading the flow run's logs",
+            self.client.read_logs(log_filter=log_filter, limit=LOGS_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC),
+        )
 
     async def cancel(self, flow_run_id: Any) -> str:
         """Ask the run to stop; returns the state type the server settled on."""
         from prefect.client.schemas.objects import StateType
         from prefect.states import State
 
-        with self.translate("cancelling the flow run"):
-            result = await self.client.set_flow_run_state(
+        result = await self.call(
+            "cancelling the flow run",
+            self.client.set_flow_run_state(
                 flow_run_id, State(type=StateType.CANCELLING, message="Cancelled by prefect-trigger"), force=False
-            )
+            ),
+        )
         state = getattr(result, "state", None)
         return str(state.type.value) if state is not None else str(result.status.value)
 
@@ -174,20 +187,35 @@ class PrefectApi:
         from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypeFilter
         from prefect.client.schemas.objects import StateType
 
-        with self.translate("reading the failed task runs"):
-            tasks = await self.client.read_task_runs(
+        tasks = await self.call(
+            "reading the failed task runs",
+            self.client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
                 task_run_filter=TaskRunFilter(
                     state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.FAILED, StateType.CRASHED]))
                 ),
                 limit=1,
-            )
+            ),
+        )
         return tasks[0].name if tasks else None
 
     def flow_run_url(self, flow_run_id: Any) -> str:
         return flow_run_ui_url(self.api_url, self.ui_url, str(flow_run_id))
 
     # -- errors ------------------------------------------------------------------------------------
+
+    async def call(self, doing: str, request: Awaitable[T]) -> T:
+        """Await one API call (retries included) for at most CALL_BUDGET_SECONDS, errors translated."""
+        with self.translate(doing):
+            try:
+                async with asyncio.timeout(CALL_BUDGET_SECONDS):
+                    return await request
+            except TimeoutError:
+                raise PrefectError(
+                    f"the Prefect API at {self.host} did not answer within {CALL_BUDGET_SECONDS:.0f}s"
+                    f" (retries included) while {doing}",
+                    "check that the server is up and reachable from the build, then re-run the step",
+                ) from None
 
     @contextlib.contextmanager
     def translate(self, doing: str) -> Iterator[None]:
@@ -199,6 +227,15 @@ class PrefectApi:
             yield
         except httpx.HTTPStatusError as exc:
             raise self._status_error(doing, where, exc.response) from exc
+        except (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeEncodeError):
+            # The request could not even be built: a header (the credential), the URL or the body holds
+            # what cannot be sent. The library's text would quote the header, credential and all: say less.
+            raise PrefectError(
+                f"the request to {where} could not be sent while {doing}: a value holds characters that cannot"
+                " be sent (a line break or non-ASCII character in the credential or URL, or text that is not"
+                " valid UTF-8)",
+                "check PREFECT_API_KEY or PREFECT_API_AUTH_STRING, PREFECT_API_URL and the values passed to the run",
+            ) from None
         except httpx.TimeoutException as exc:
             raise PrefectError(
                 f"{where} did not answer in time while {doing} ({type(exc).__name__})",
@@ -239,6 +276,14 @@ class PrefectApi:
                 f"{where} answered {code} while {doing}: {detail}", "the server is struggling; re-run the step later"
             )
         return PrefectError(f"{where} answered {code} while {doing}: {detail}", "check the request variables")
+
+
+def _path_name(ref: DeploymentRef) -> str:
+    """``flow/deployment`` with each part percent-encoded for the URL path Prefect's client builds
+    without encoding: otherwise ``greet/ci?x=1`` or ``greet/ci#x`` would read ``greet/ci``, and a
+    part ``..`` would climb to another route."""
+    flow, _, name = ref.text.partition("/")
+    return "/".join(quote(part, safe="", errors="surrogateescape").replace(".", "%2E") for part in (flow, name))
 
 
 def _detail(response: Any) -> str:

@@ -34,6 +34,12 @@ BITBUCKET_ENV = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    from tests.faults.plugin import add_option
+
+    add_option(parser)  # --run-long: the long fault tier (make test-long)
+
+
 @dataclass
 class PipeResult:
     code: int

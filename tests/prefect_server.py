@@ -66,8 +66,9 @@ class PrefectServer:
             PREFECT_HOME=str(self.home / "server"),
             PREFECT_SERVER_API_AUTH_STRING=self.auth_string,
             PREFECT_UI_ENABLED="false",
-            # Stream logs over the /logs/out websocket, as Prefect Cloud does.
+            # Stream logs over the /logs/out websocket, as Prefect Cloud does (both settings are needed).
             PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED="true",
+            PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED="true",
         )
         prefect = str(Path(sys.executable).parent / "prefect")
         self._spawn([prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)], env, "server.log")

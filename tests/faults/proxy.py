@@ -1,0 +1,651 @@
+"""A fault-injecting TCP proxy between the pipe and the real Prefect server of the tests.
+
+It listens on a loopback port and forwards to the server on 127.0.0.1 (nothing else), following a
+seeded schedule: connection resets, connections dropped mid-response, answers lost after the server
+acted on the request, 429 (``Retry-After: 1``)/502/503 answered in the server's place, websockets
+dropped mid-stream, and a "dead server" mode that accepts and never answers.
+
+HTTP/1.1 is parsed just enough to find request and response boundaries (``Content-Length`` and
+chunked bodies), so keep-alive connections carry several requests and each one gets its own draw.
+A websocket upgrade becomes a raw two-way pipe once the server answers ``101``.
+
+The schedule is a function of ``(seed, connection number, request number)``: the same seed gives the
+same draws, although which of the pipe's concurrent users (the HTTP client, the events and the logs
+websockets) gets which connection number depends on timing. Consecutive HTTP faults are capped below
+the client's retry count, so a random schedule never makes a single request fail for good; targeted
+faults (the lost create answer, the dead server) say exactly when they strike.
+
+Bounded: it only ever connects to 127.0.0.1, stops by itself after ``lifetime`` seconds, serves at
+most ``max_connections`` connections, and every read and connect has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+
+UPSTREAM_HOST = "127.0.0.1"
+HEAD_LIMIT = 64 * 1024  # bytes of request/response head
+BODY_LIMIT = 64 * 1024 * 1024
+UPSTREAM_TIMEOUT = 60.0  # one read from the server
+CLIENT_IDLE_TIMEOUT = 120.0  # one read from the client between requests
+PIPE_CHUNK = 64 * 1024
+
+
+class Fault(StrEnum):
+    RESET = "reset"  # a new connection reset (RST) before its first request is forwarded
+    RESET_REQUEST = "reset_request"  # request read, connection reset instead of forwarding it
+    LOST_ANSWER = (
+        "lost_answer"  # request forwarded and answered by the server; the answer is dropped with the connection
+    )
+    DROP_MID_RESPONSE = "drop_mid_response"  # part of the server's answer sent, then the connection closed
+    TOO_MANY = "429"
+    BAD_GATEWAY = "502"
+    UNAVAILABLE = "503"
+    DROP_MID_WEBSOCKET = "drop_mid_websocket"  # an open websocket cut at TCP level
+    STALL = "stall"  # dead server: accepted or read, never answered
+
+
+HTTP_FAULTS = (
+    Fault.RESET_REQUEST,
+    Fault.LOST_ANSWER,
+    Fault.DROP_MID_RESPONSE,
+    Fault.TOO_MANY,
+    Fault.BAD_GATEWAY,
+    Fault.UNAVAILABLE,
+)
+ANSWERS = {
+    Fault.TOO_MANY: (429, "Too Many Requests", {"Retry-After": "1"}),
+    Fault.BAD_GATEWAY: (502, "Bad Gateway", {}),
+    Fault.UNAVAILABLE: (503, "Service Unavailable", {"Retry-After": "1"}),
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a schedule sees of a request."""
+
+    method: str
+    path: str
+    connection: int
+    number: int  # within the connection
+    websocket: bool
+
+
+@dataclass
+class Schedule:
+    """Which faults to inject, drawn from ``seed``.
+
+    ``rate`` is the chance that a request (or a new connection, for resets) gets a fault, picked
+    from ``faults``; ``websocket_drop_rate`` the chance that an open websocket is cut after a delay
+    drawn from ``websocket_drop_after``. ``lose_answer`` and ``dead_after`` are targeted: the first
+    ``lose_answer_times`` requests matching ``lose_answer`` lose their answer, and once a request
+    matching ``dead_after`` has been answered with success the server goes dead (``dead_from_start`` at once).
+    """
+
+    seed: int
+    rate: float = 0.0
+    faults: tuple[Fault, ...] = (Fault.RESET, *HTTP_FAULTS)
+    websocket_drop_rate: float = 0.0
+    websocket_drop_after: tuple[float, float] = (0.3, 4.0)
+    max_consecutive: int = 3  # below the client's 4 retries: random faults never exhaust them
+    lose_answer: Callable[[Request], bool] | None = None
+    lose_answer_times: int = 1
+    dead_after: Callable[[Request], bool] | None = None
+    dead_from_start: bool = False
+    # (start, end) seconds after the proxy started: every websocket is cut at the start and, until
+    # the end, handshakes are refused with 503 ("refuse") or held and then forwarded ("hold": the
+    # client reconnects, late). HTTP requests pass.
+    websocket_outage: tuple[float, float] | None = None
+    websocket_outage_mode: str = "refuse"
+    # The window counts from when a request matching this was answered (2xx) instead.
+    websocket_outage_from: Callable[[Request], bool] | None = None
+
+    def _rng(self, *key: object) -> random.Random:
+        return random.Random("/".join(str(k) for k in (self.seed, *key)))
+
+    def on_connect(self, connection: int) -> Fault | None:
+        if Fault.RESET not in self.faults:
+            return None
+        return Fault.RESET if self._rng(connection, "accept").random() < self.rate else None
+
+    def on_request(self, request: Request) -> Fault | None:
+        rng = self._rng(request.connection, request.number)
+        if rng.random() >= self.rate:
+            return None
+        choices = [f for f in self.faults if f in HTTP_FAULTS]
+        if request.websocket:  # a websocket handshake has no answer worth losing: refuse or reset it
+            choices = [f for f in choices if f in (Fault.RESET_REQUEST, Fault.TOO_MANY, Fault.UNAVAILABLE)]
+        return rng.choice(choices) if choices else None
+
+    def websocket_cut(self, connection: int) -> float | None:
+        rng = self._rng(connection, "websocket")
+        if rng.random() >= self.websocket_drop_rate:
+            return None
+        return rng.uniform(*self.websocket_drop_after)
+
+
+@dataclass
+class Event:
+    at: float
+    connection: int
+    request: int
+    what: str
+
+
+@dataclass
+class Stats:
+    connections: int = 0
+    requests: int = 0  # requests seen (forwarded or answered in the server's place)
+    websockets: int = 0
+    server_errors: int = 0  # 429/5xx answered by the real server itself (it is busy), not injected
+    faults: Counter[str] = field(default_factory=Counter)
+    events: list[Event] = field(default_factory=list)  # the first few hundred, for a failing test's message
+
+    @property
+    def total_faults(self) -> int:
+        return sum(self.faults.values())
+
+
+class _Closed(Exception):
+    """The peer closed the connection (or sent something that cannot be parsed)."""
+
+
+class FaultProxy:
+    """``with FaultProxy(upstream_port, Schedule(seed=1, rate=0.2)) as proxy: ... proxy.api_url``."""
+
+    def __init__(
+        self,
+        upstream_port: int,
+        schedule: Schedule,
+        *,
+        upstream_host: str = UPSTREAM_HOST,
+        lifetime: float = 600.0,
+        max_connections: int = 5000,
+    ) -> None:
+        if upstream_host != UPSTREAM_HOST:
+            raise ValueError("the fault proxy only forwards to 127.0.0.1")
+        self.upstream_port = upstream_port
+        self.schedule = schedule
+        self.lifetime = lifetime
+        self.max_connections = max_connections
+        self.stats = Stats()
+        self.port = 0
+        self._lock = threading.Lock()
+        self._streak: Counter[str] = Counter()
+        self._lost_answers = 0
+        self._dead = schedule.dead_from_start
+        self._started = time.monotonic()
+        self._outage_anchor: float | None = None if schedule.websocket_outage_from else self._started
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._dead_event: asyncio.Event | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._error: BaseException | None = None
+
+    # -- life cycle --------------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def dead(self) -> bool:
+        return self._dead
+
+    def start(self) -> FaultProxy:
+        self._thread = threading.Thread(target=self._run, name=f"fault-proxy-{self.schedule.seed}", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout=10):
+            raise RuntimeError("the fault proxy did not start")
+        if self._error is not None:
+            raise RuntimeError("the fault proxy did not start") from self._error
+        return self
+
+    def stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended by itself (lifetime)
+                loop.call_soon_threadsafe(stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def clock(self) -> float:
+        """Seconds since the proxy was made (the time base of ``stats.events``)."""
+        return time.monotonic() - self._started
+
+    def go_dead(self) -> None:
+        """From now on nothing is answered or forwarded (connections stay open, silent)."""
+        loop, event = self._loop, self._dead_event
+        self._dead = True
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object | TracebackType | None) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        faults = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.faults.items())) or "none"
+        lines = [
+            f"seed {self.schedule.seed}: {self.stats.connections} connections, {self.stats.requests} requests, "
+            f"{self.stats.websockets} websockets, faults: {faults}, server's own 429/5xx: {self.stats.server_errors}"
+        ]
+        lines += [f"  {e.at:7.2f}s conn {e.connection} req {e.request}: {e.what}" for e in self.stats.events[:300]]
+        return "\n".join(lines)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by start() or seen in describe()
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._dead_event = asyncio.Event()
+        if self._dead:
+            self._dead_event.set()
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=HEAD_LIMIT)
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.lifetime)
+        finally:
+            server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- bookkeeping -------------------------------------------------------------------------------
+
+    def _note(self, connection: int, request: int, what: str, fault: Fault | None = None) -> None:
+        with self._lock:
+            if fault is not None:
+                self.stats.faults[fault.value] += 1
+            if len(self.stats.events) < 1000:
+                self.stats.events.append(Event(time.monotonic() - self._started, connection, request, what))
+
+    def _allow(self, request: Request, fault: Fault | None) -> Fault | None:
+        """Cap random faults: at most ``max_consecutive`` in a row for the same method and path
+        (a retry repeats both), so the client's retries always get through in the end."""
+        key = f"{request.method} {request.path.split('?', 1)[0]}"
+        with self._lock:
+            if fault is None:
+                return None
+            if self._streak[key] >= self.schedule.max_consecutive:
+                return None
+            self._streak[key] += 1
+            return fault
+
+    def _answered(self, request: Request, status: int) -> None:
+        """A 429/5xx of the real server costs the client a retry too: it extends the streak."""
+        key = f"{request.method} {request.path.split('?', 1)[0]}"
+        with self._lock:
+            if status == 429 or status >= 500:
+                self._streak[key] += 1
+                self.stats.server_errors += 1
+            else:
+                self._streak.pop(key, None)
+
+    # -- one connection ----------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self._lock:
+            self.stats.connections += 1
+            number = self.stats.connections
+        self._writers.add(writer)
+        try:
+            if number > self.max_connections:
+                return
+            if self._dead:
+                self._note(number, 0, "accepted while dead: never answered", Fault.STALL)
+                await self._stall()
+                return
+            await self._requests(number, reader, writer)
+        except (_Closed, ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.transport.close()  # a FIN (faults that reset have aborted it already)
+
+    async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        up_reader, upstream = await asyncio.wait_for(
+            asyncio.open_connection(UPSTREAM_HOST, self.upstream_port, limit=HEAD_LIMIT), timeout=10
+        )
+        self._writers.add(upstream)
+        return up_reader, upstream
+
+    def _drop_upstream(self, upstream: asyncio.StreamWriter) -> None:
+        self._writers.discard(upstream)
+        upstream.transport.close()
+
+    async def _stall(self) -> None:
+        assert self._stop is not None
+        await self._stop.wait()
+
+    async def _requests(self, connection: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, upstream = await self._upstream()
+        await self._exchange(connection, reader, writer, up_reader, upstream)
+
+    async def _next_request(
+        self, reader: asyncio.StreamReader, up_reader: asyncio.StreamReader
+    ) -> tuple[bytes | None, bool]:
+        """The next request head of the client, and whether the server closed the idle connection
+        meanwhile. The client must see that close as it would without the proxy (a FIN), or it
+        reuses a connection the server has dropped and a fault appears that nobody injected."""
+        head_task = asyncio.ensure_future(_read_head(reader, CLIENT_IDLE_TIMEOUT, eof_ok=True))
+        closed_task = asyncio.ensure_future(up_reader.read(1))
+        try:
+            await asyncio.wait({head_task, closed_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed_task.cancel()
+            if closed_task.done() and not head_task.done():
+                head_task.cancel()
+            await asyncio.gather(closed_task, return_exceptions=True)
+        server_closed = closed_task.done() and not closed_task.cancelled()
+        if not head_task.done() or head_task.cancelled():
+            await asyncio.gather(head_task, return_exceptions=True)
+            return None, server_closed
+        return head_task.result(), server_closed
+
+    async def _exchange(
+        self,
+        connection: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        upstream: asyncio.StreamWriter,
+    ) -> None:
+        try:
+            for number in range(10_000):
+                head, server_closed = await self._next_request(reader, up_reader)
+                if head is None:
+                    return
+                if server_closed:  # the request crossed the server's close: carry it on a new connection
+                    self._drop_upstream(upstream)
+                    up_reader, upstream = await self._upstream()
+                if not await self._one(connection, number, head, reader, writer, up_reader, upstream):
+                    return
+        finally:
+            self._drop_upstream(upstream)
+
+    async def _one(
+        self,
+        connection: int,
+        number: int,
+        head: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        upstream: asyncio.StreamWriter,
+    ) -> bool:
+        """One request: answered, forwarded or faulted. False when the connection is done."""
+        method, path, headers = _parse_request_head(head)
+        body = await _read_body(reader, headers, CLIENT_IDLE_TIMEOUT)
+        websocket = headers.get("upgrade", "").lower() == "websocket"
+        request = Request(method, path, connection, number, websocket)
+        with self._lock:
+            self.stats.requests += 1
+        if self._dead:
+            self._note(connection, number, f"{method} {path}: dead, never answered", Fault.STALL)
+            await self._stall()
+            return False
+        fault = self._targeted(request)
+        if websocket and self._in_outage():
+            if self.schedule.websocket_outage_mode == "refuse":
+                fault = Fault.UNAVAILABLE
+            else:
+                held = self._outage_left()
+                self._note(connection, number, f"{method} {path}: websocket handshake held {held:.1f}s")
+                await asyncio.sleep(held)
+        if fault is None and number == 0:
+            fault = self._allow(request, self.schedule.on_connect(connection))
+        if fault is None:
+            fault = self._allow(request, self.schedule.on_request(request))
+        if fault is Fault.RESET:
+            self._note(connection, number, f"{method} {path}: new connection reset before forwarding", fault)
+            _reset(writer)
+            return False
+        if fault in ANSWERS:
+            code, reason, extra = ANSWERS[fault]  # type: ignore[index]
+            self._note(connection, number, f"{method} {path}: answered {code}", fault)
+            writer.write(_answer(code, reason, extra))
+            await writer.drain()
+            return True
+        if fault is Fault.RESET_REQUEST:
+            self._note(connection, number, f"{method} {path}: reset instead of forwarding", fault)
+            _reset(writer)
+            return False
+        upstream.write(head + body)
+        await upstream.drain()
+        if websocket:
+            await self._websocket(connection, number, reader, writer, up_reader, upstream)
+            return False
+        sent = time.monotonic()
+        status, response = await _read_response(up_reader, method)
+        took = f"{time.monotonic() - sent:.1f}s"
+        if fault is Fault.LOST_ANSWER:
+            self._note(
+                connection, number, f"{method} {path}: server answered {status} after {took}, answer lost", fault
+            )
+            writer.transport.close()
+            return False
+        if fault is Fault.DROP_MID_RESPONSE:
+            cut = random.Random(f"{self.schedule.seed}/{connection}/{number}/cut").randrange(1, len(response))
+            self._note(connection, number, f"{method} {path}: answer cut at {cut}/{len(response)} bytes", fault)
+            writer.write(response[:cut])
+            await writer.drain()
+            writer.transport.close()
+            return False
+        self._note(connection, number, f"{method} {path}: {status} after {took}")
+        self._answered(request, status)
+        if self._dead:  # the server died while this request was in flight
+            await self._stall()
+            return False
+        writer.write(response)
+        await writer.drain()
+        anchor = self.schedule.websocket_outage_from
+        if 200 <= status < 300 and anchor is not None and self._outage_anchor is None and anchor(request):
+            self._outage_anchor = time.monotonic()
+            self._note(connection, number, "the websocket outage clock starts")
+        if 200 <= status < 300 and self.schedule.dead_after is not None and self.schedule.dead_after(request):
+            self._note(connection, number, "the server goes dead from here on")
+            self.go_dead()
+        return b"connection: close" not in response.split(b"\r\n\r\n", 1)[0].lower()
+
+    def _outage_clock(self) -> float | None:
+        """Seconds into the outage's time base (None: not started, or no outage)."""
+        if self.schedule.websocket_outage is None or self._outage_anchor is None:
+            return None
+        return time.monotonic() - self._outage_anchor
+
+    def _in_outage(self) -> bool:
+        now, window = self._outage_clock(), self.schedule.websocket_outage
+        return now is not None and window is not None and window[0] <= now < window[1]
+
+    def _outage_left(self) -> float:
+        now, window = self._outage_clock(), self.schedule.websocket_outage
+        return max(0.0, window[1] - now) if now is not None and window is not None else 0.0
+
+    def _until_outage(self) -> float | None:
+        now, window = self._outage_clock(), self.schedule.websocket_outage
+        if now is None or window is None or now >= window[0]:
+            return None
+        return window[0] - now
+
+    def _targeted(self, request: Request) -> Fault | None:
+        rule = self.schedule.lose_answer
+        if rule is None or not rule(request):
+            return None
+        with self._lock:
+            if self._lost_answers >= self.schedule.lose_answer_times:
+                return None
+            self._lost_answers += 1
+            self._streak[f"{request.method} {request.path.split('?', 1)[0]}"] += 1
+        return Fault.LOST_ANSWER
+
+    async def _websocket(
+        self,
+        connection: int,
+        number: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        upstream: asyncio.StreamWriter,
+    ) -> None:
+        head = await _read_head(up_reader, UPSTREAM_TIMEOUT, eof_ok=False)
+        assert head is not None
+        writer.write(head)
+        await writer.drain()
+        if not head.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
+            self._note(connection, number, f"websocket refused by the server: {head.split(b' ', 2)[1].decode()}")
+            return
+        with self._lock:
+            self.stats.websockets += 1
+        cut = self.schedule.websocket_cut(connection)
+        outage = self._until_outage()
+        if outage is not None and (cut is None or outage < cut):
+            cut = outage
+        assert self._dead_event is not None
+        pumps = [
+            asyncio.create_task(_pump(reader, upstream)),
+            asyncio.create_task(_pump(up_reader, writer)),
+            asyncio.create_task(self._dead_event.wait()),
+        ]
+        try:
+            done, _ = await asyncio.wait(pumps, timeout=cut, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                self._note(connection, number, f"websocket cut after {cut:.1f}s", Fault.DROP_MID_WEBSOCKET)
+                _reset(writer)
+            elif pumps[2] in done:
+                self._note(connection, number, "websocket silenced: dead server", Fault.STALL)
+                for pump in pumps[:2]:
+                    pump.cancel()
+                await self._stall()
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+
+# -- HTTP/1.1, just enough -------------------------------------------------------------------------
+
+
+async def _read_head(reader: asyncio.StreamReader, timeout: float, *, eof_ok: bool) -> bytes | None:
+    try:
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=timeout)
+    except asyncio.IncompleteReadError as exc:
+        if eof_ok and not exc.partial:
+            return None
+        raise _Closed from exc
+
+
+def _headers(head: bytes) -> tuple[str, dict[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")
+    fields: dict[str, str] = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+    return lines[0], fields
+
+
+def _parse_request_head(head: bytes) -> tuple[str, str, dict[str, str]]:
+    first, fields = _headers(head)
+    parts = first.split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise _Closed(f"not an HTTP/1.x request: {first[:80]!r}")
+    return parts[0], parts[1], fields
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], timeout: float) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return await asyncio.wait_for(_read_chunked(reader), timeout=timeout)
+    length = int(headers.get("content-length", "0") or 0)
+    if length < 0 or length > BODY_LIMIT:
+        raise _Closed(f"body of {length} bytes")
+    return await asyncio.wait_for(reader.readexactly(length), timeout=timeout) if length else b""
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    out = bytearray()
+    for _ in range(100_000):
+        line = await reader.readuntil(b"\r\n")
+        out += line
+        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            for _ in range(100):  # trailers end with an empty line
+                trailer = await reader.readuntil(b"\r\n")
+                out += trailer
+                if trailer == b"\r\n":
+                    return bytes(out)
+            raise _Closed("too many trailers")
+        if len(out) + size > BODY_LIMIT:
+            raise _Closed("chunked body too large")
+        out += await reader.readexactly(size + 2)
+    raise _Closed("too many chunks")
+
+
+async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes]:
+    """One whole response of the server (head and body), as bytes."""
+    for _ in range(10):  # 1xx interim answers come before the real one
+        head = await _read_head(reader, UPSTREAM_TIMEOUT, eof_ok=False)
+        assert head is not None
+        first, fields = _headers(head)
+        status = int(first.split(" ")[1])
+        if 100 <= status < 200 and status != 101:
+            continue
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            return status, head
+        if "chunked" in fields.get("transfer-encoding", "").lower() or "content-length" in fields:
+            return status, head + await _read_body(reader, fields, UPSTREAM_TIMEOUT)
+        body = await asyncio.wait_for(reader.read(BODY_LIMIT), timeout=UPSTREAM_TIMEOUT)  # until close
+        return status, head + body
+    raise _Closed("too many interim answers")
+
+
+def _answer(code: int, reason: str, extra: dict[str, str]) -> bytes:
+    body = f'{{"detail": "{reason} (injected by the fault proxy)"}}'.encode()
+    lines = [f"HTTP/1.1 {code} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy bytes one way until either side closes (cancelled at the latest when the proxy stops)."""
+    while True:
+        data = await reader.read(PIPE_CHUNK)
+        if not data:
+            return
+        writer.write(data)
+        await writer.drain()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST rather than a FIN."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()

@@ -6,13 +6,13 @@ cloud library.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from pipe.config import is_loopback, parse_http_url
 from pipe.errors import ConfigError
 from pipe.identity import references
 from pipe.identity.references import SecretRef
@@ -298,30 +298,11 @@ def _exchange(variables: Mapping[str, Any]) -> ExchangeSettings:
 
 def http_url(name: str, url: str) -> str:
     """An https:// URL (http:// only to this machine: the step token and credentials travel over it)."""
-    url = url.strip()
-    if any(c.isspace() or ord(c) < 32 for c in url):
-        raise ConfigError(f"{name} contains spaces or control characters", "set it to a plain https:// URL")
+    url = parse_http_url(name, url)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name} {url!r} is not an http(s) URL", "set it to a full https:// URL")
-    if "@" in parts.netloc:
-        raise ConfigError(f"{name} must not contain credentials", "remove user:password@ from the URL")
-    try:
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        raise ConfigError(f"{name} has a malformed port", "fix the URL") from None
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         raise ConfigError(
             f"{name} uses plain http:// to a remote host, which would send the step token or a credential unencrypted",
             "use an https:// URL",
         )
     return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

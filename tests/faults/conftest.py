@@ -1,51 +1,18 @@
-"""Fixtures of the fault tests: a Prefect server that really streams logs, the long tier switch, a
-pipe environment per step, and the leak scan over every byte a test prints."""
+"""Fixtures of the fault tests: the long tier switch, a pipe environment per step, and the leak scan
+over every byte a test prints."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BITBUCKET_ENV, PrefectInspector
+from tests.conftest import BITBUCKET_ENV
 from tests.faults import checks, leakscan
-from tests.faults.plugin import add_option, run_long
-from tests.prefect_server import PrefectServer, free_port
-
-
-class StreamingServer(PrefectServer):
-    """The test server with its logs websocket delivering lines. ``/logs/out`` only sends what the
-    server publishes, and publishing is a second setting (off by default) next to
-    ``PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED``; without it the logs stream connects and stays
-    silent, so no fault test would ever cut a stream that carries lines."""
-
-    def client_env(self) -> dict[str, str]:
-        return {**super().client_env(), "PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED": "true"}
-
-
-@pytest.fixture(scope="session")
-def prefect_server() -> Iterator[PrefectServer]:
-    """Overrides the session server for this directory (drop it once tests/prefect_server.py sets
-    the publishing setting itself)."""
-    server = StreamingServer(home=Path(tempfile.mkdtemp(prefix="prefect-trigger-faults-")), port=free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def inspector(prefect_server: PrefectServer) -> PrefectInspector:
-    """Reads this directory's server (the root ``prefect`` fixture may be bound to the other one)."""
-    return PrefectInspector(prefect_server)
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    add_option(parser)
+from tests.faults.plugin import run_long
+from tests.prefect_server import PrefectServer
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -148,6 +148,7 @@ class Stats:
     connections: int = 0
     requests: int = 0  # requests seen (forwarded or answered in the server's place)
     websockets: int = 0
+    websocket_bytes: Counter[str] = field(default_factory=Counter)  # from the server, by path, after the 101
     server_errors: int = 0  # 429/5xx answered by the real server itself (it is busy), not injected
     faults: Counter[str] = field(default_factory=Counter)
     events: list[Event] = field(default_factory=list)  # the first few hundred, for a failing test's message
@@ -440,7 +441,7 @@ class FaultProxy:
         upstream.write(head + body)
         await upstream.drain()
         if websocket:
-            await self._websocket(connection, number, reader, writer, up_reader, upstream)
+            await self._websocket(connection, number, path.split("?", 1)[0], reader, writer, up_reader, upstream)
             return False
         sent = time.monotonic()
         status, response = await _read_response(up_reader, method)
@@ -509,6 +510,7 @@ class FaultProxy:
         self,
         connection: int,
         number: int,
+        path: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         up_reader: asyncio.StreamReader,
@@ -528,9 +530,14 @@ class FaultProxy:
         if outage is not None and (cut is None or outage < cut):
             cut = outage
         assert self._dead_event is not None
+
+        def count(size: int) -> None:
+            with self._lock:
+                self.stats.websocket_bytes[path] += size
+
         pumps = [
             asyncio.create_task(_pump(reader, upstream)),
-            asyncio.create_task(_pump(up_reader, writer)),
+            asyncio.create_task(_pump(up_reader, writer, count)),
             asyncio.create_task(self._dead_event.wait()),
         ]
         try:
@@ -632,12 +639,16 @@ def _answer(code: int, reason: str, extra: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None] | None = None
+) -> None:
     """Copy bytes one way until either side closes (cancelled at the latest when the proxy stops)."""
     while True:
         data = await reader.read(PIPE_CHUNK)
         if not data:
             return
+        if count is not None:
+            count(len(data))
         writer.write(data)
         await writer.drain()
 

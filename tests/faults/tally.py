@@ -32,7 +32,7 @@ class Tally:
             self.runs[verdict.deployment] += 1
             self.outcomes[f"{verdict.deployment} exit {verdict.result.code}"] += 1
             self.one_run_checks += 1
-            self.one_run_held += len(verdict.runs) == 1
+            self.one_run_held += len(verdict.runs) == verdict.expect_runs
             self.held_up += not verdict.problems
             self.slowest = max(self.slowest, verdict.elapsed)
             if proxy is not None:
@@ -52,7 +52,8 @@ class Tally:
             f"({', '.join(f'{k} {v}' for k, v in sorted(self.runs.items()))})",
             f"faults injected: {sum(self.faults.values())} ({faults}); the server's own 429/5xx: {self.server_errors}",
             f"outcomes: {', '.join(f'{k}: {v}' for k, v in sorted(self.outcomes.items()))}",
-            f"exactly one run: {self.one_run_held}/{self.one_run_checks}; runs with no problem: "
+            f"runs on the server as expected (exactly one; none when nothing may be created): "
+            f"{self.one_run_held}/{self.one_run_checks}; pipe runs with no problem: "
             f"{self.held_up}/{sum(self.runs.values())}; slowest run {self.slowest:.1f}s",
             *self.notes,
         ]

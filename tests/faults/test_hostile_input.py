@@ -329,10 +329,10 @@ class Batch:
 
 @pytest.fixture(scope="module")
 def e2e_batch(
-    prefect_server: PrefectServer, inspector: PrefectInspector, tmp_path_factory: pytest.TempPathFactory
+    prefect_server: PrefectServer, prefect: PrefectInspector, tmp_path_factory: pytest.TempPathFactory
 ) -> Batch:
     """Every end-to-end case as ``python -m pipe``, four at a time; the server's run count around it."""
-    before = checks.count_runs(inspector)
+    before = checks.count_runs(prefect)
 
     def one(case: Case) -> tuple[str, PipeResult]:
         tmp = tmp_path_factory.mktemp(case.id)
@@ -340,15 +340,15 @@ def e2e_batch(
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = dict(pool.map(one, E2E_CASES))
-    return Batch(results, before, checks.count_runs(inspector))
+    return Batch(results, before, checks.count_runs(prefect))
 
 
 @pytest.mark.prefect
 @pytest.mark.parametrize("case", [_param(c) for c in E2E_CASES])
-def test_refused_end_to_end(case: Case, e2e_batch: Batch, inspector: PrefectInspector) -> None:
+def test_refused_end_to_end(case: Case, e2e_batch: Batch, prefect: PrefectInspector) -> None:
     result = e2e_batch.results[case.id]
     if not any(k.startswith("TAGS") for k in case.env):
-        assert checks.runs_with_tag(inspector, f"hostile-{case.id}") == [], str(result)
+        assert checks.runs_with_tag(prefect, f"hostile-{case.id}") == [], str(result)
     assert_refused(case, result)
 
 
@@ -382,11 +382,6 @@ PIECES = st.sampled_from(
      ",", "null", "true", "1e999", "-", "\n", "\x00", "\ud800", "é", "/api", "..", " ", "\\"]
 )  # fmt: skip
 TEXT = st.lists(st.one_of(PIECES, st.text(max_size=8)), max_size=12).map("".join)
-
-
-def _surrogate(text: str) -> bool:
-    """Text that is not valid UTF-8 (os.environ holds undecodable bytes as lone surrogates)."""
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 CREDENTIAL = st.tuples(TEXT, TEXT).map(lambda around: around[0] + SECRET + around[1])

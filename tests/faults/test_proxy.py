@@ -248,6 +248,7 @@ def test_websockets_pass_through_and_go_silent_when_dead(upstream: Upstream) -> 
             with pytest.raises(TimeoutError):
                 sock.recv(100)
     assert proxy.stats.websockets == 1 and proxy.stats.faults[Fault.STALL] == 1
+    assert proxy.stats.websocket_bytes["/ws"] == len(b"frame-1")  # echoed before it went dead
 
 
 def test_websockets_are_cut_on_schedule(upstream: Upstream) -> None:

@@ -405,8 +405,11 @@ class Waiter:
         return after if run.start_time is None or after > run.start_time else None
 
     async def _read_logs(self, after: datetime | None) -> None:
-        """Read (paged) every line after ``after``; a complete read closes a gap it covers."""
-        gap = self._gap
+        """Read (paged) every line after ``after``. A complete read that covers the open gap closes
+        it only if the logs stream was subscribed when the read began: lines that reach the server
+        after a read made while the stream is down are in neither, so such a read only moves the
+        gap's start up to what it has seen."""
+        gap, stream_up = self._gap, self._logs_alive
         offset = 0
         for _ in range(MAX_LOG_PAGES):
             page: list[Any] = await self.api.read_logs(self.flow_run_id, after=after, offset=offset)
@@ -415,8 +418,15 @@ class Waiter:
             if len(page) < LOGS_PAGE:
                 break
             offset += len(page)
-        if gap is not None and self._gap is gap and (after is None or (gap.after is not None and after <= gap.after)):
+        if gap is None or self._gap is not gap:
+            return  # no gap, or another stretch opened meanwhile: that one stays open
+        if after is not None and (gap.after is None or after > gap.after):
+            return  # began after the gap's start: does not cover it
+        latest = self.logs.latest_timestamp
+        if stream_up:
             self._gap = None
+        elif latest is not None and (gap.after is None or latest - GAP_MARGIN > gap.after):
+            self._gap = _Gap(latest - GAP_MARGIN)
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

@@ -1,12 +1,21 @@
 """`make bench`: this pipe side by side with `prefect deployment run --watch` and `run_deployment`,
 against a real local Prefect server and process worker.
 
-Prints medians of several runs: detection latency (tool exit minus the run's end time), HTTP
-requests for a 20-second run, time from start to a created run, and fan-out wall time.
+Prints medians of several runs and ratios:
+
+* detection latency: tool exit minus the run's end time, over short runs of spread lengths (the flow
+  engine ships its last lines up to a second after the end, depending on where its heartbeat thread
+  is in its 1-second sleep); and, beside it, the floor: when the run's closing log line reached the
+  server. A tool that shows every line cannot exit before it (``run_deployment`` shows none).
+* HTTP requests for a 20-second run (websockets counted apart);
+* time from start to a created run (without waiting);
+* fan-out: several deployments started and awaited at once (the pipe's DEPLOYMENTS; N CLI processes
+  side by side; N ``run_deployment`` calls gathered in one process): wall time and requests.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -16,28 +25,70 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench.counting_proxy import CountingProxy
-from tests.prefect_server import PrefectServer, start_server
+from tests.counting_proxy import CountingProxy
+from tests.prefect_server import FLOWS, PrefectServer, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
-REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 RUN_SECONDS = 20
+FAN_OUT = int(os.environ.get("BENCH_FAN_OUT", "4"))
+FAN_OUT_SECONDS = 5
+
+Command = tuple[list[str], dict[str, str]]
 
 
-def last_run_end(server: PrefectServer, deployment: str) -> tuple[str, datetime | None]:
+def deploy_fan_out(server: PrefectServer) -> list[str]:
+    """FAN_OUT deployments of the sleepy flow (``sleepy/bench-<i>``)."""
+    code = (
+        "import sys; from prefect import flow\n"
+        f"for i in range({FAN_OUT}):\n"
+        f"    flow.from_source(source={str(FLOWS)!r}, entrypoint='flows.py:sleepy').deploy(\n"
+        f"        name=f'bench-{{i}}', work_pool_name={server.pool!r}, print_next_steps=False, build=False, push=False)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], env=server.client_env(), check=True, capture_output=True, timeout=300)
+    return [f"sleepy/bench-{i}" for i in range(FAN_OUT)]
+
+
+def client(server: PrefectServer) -> Any:
     from prefect.client.orchestration import SyncPrefectClient
+
+    return SyncPrefectClient(server.api_url, auth_string=server.auth_string)
+
+
+def latest_run(server: PrefectServer, deployment: str) -> Any:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
-    with SyncPrefectClient(server.api_url, auth_string=server.auth_string) as client:
-        dep = client.read_deployment_by_name(deployment)
-        [run] = client.read_flow_runs(
+    with client(server) as c:
+        dep = c.read_deployment_by_name(deployment)
+        [run] = c.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])),
-            sort=FlowRunSort.START_TIME_DESC,
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=1,
         )
-        return run.state.type.value, run.end_time
+        return run
+
+
+def settle(server: PrefectServer, deployment: str, limit: float = 60.0) -> None:
+    """Wait until the deployment's latest run has ended."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        flow_run = latest_run(server, deployment)
+        if flow_run.state is not None and flow_run.state.is_final():
+            return
+        time.sleep(0.5)
+
+
+def closing_line_arrival(server: PrefectServer, flow_run_id: Any) -> datetime | None:
+    """When the engine's "Finished in state" line of the run reached the server."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with client(server) as c:
+        logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
+    closing = [log.created for log in logs if log.message.startswith("Finished in state") and not log.task_run_id]
+    return max(closing) if closing else None
 
 
 class Tools:
@@ -57,55 +108,83 @@ class Tools:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         }
 
-    def pipe(self, deployment: str, params: str, wait: bool = True) -> list[str]:
-        return [sys.executable, "-m", "pipe"], {
-            "DEPLOYMENT": deployment,
-            "PARAMETERS": params,
+    # Each tool: the command that runs ``runs`` ([(deployment, parameters)]) and waits (or not).
+
+    def pipe(self, runs: list[tuple[str, dict[str, Any]]], wait: bool) -> list[Command]:
+        env = {
             "WAIT": "true" if wait else "false",
             "BITBUCKET_PIPELINE_UUID": "{" + os.urandom(8).hex() + "}",
             "BITBUCKET_STEP_UUID": "{" + os.urandom(8).hex() + "}",
         }
+        if len(runs) == 1:
+            env |= {"DEPLOYMENT": runs[0][0], "PARAMETERS": json.dumps(runs[0][1])}
+        else:
+            env["DEPLOYMENTS_COUNT"] = str(len(runs))
+            for i, (deployment, params) in enumerate(runs):
+                env[f"DEPLOYMENTS_{i}"] = json.dumps({"deployment": deployment, "parameters": params})
+        return [([sys.executable, "-m", "pipe"], env)]
 
-    def cli(self, deployment: str, params: str, wait: bool = True) -> list[str]:
-        import json
+    def cli(self, runs: list[tuple[str, dict[str, Any]]], wait: bool) -> list[Command]:
+        """One `prefect deployment run` per deployment, side by side."""
+        commands = []
+        for deployment, params in runs:
+            args = [str(Path(sys.executable).parent / "prefect"), "deployment", "run", deployment]
+            for key, value in params.items():
+                args += ["--param", f"{key}={value}"]
+            commands.append((args + (["--watch"] if wait else []), {}))
+        return commands
 
-        args = [str(Path(sys.executable).parent / "prefect"), "deployment", "run", deployment]
-        for key, value in json.loads(params).items():
-            args += ["--param", f"{key}={value}"]
-        return args + (["--watch"] if wait else []), {}
-
-    def run_deployment(self, deployment: str, params: str, wait: bool = True) -> list[str]:
+    def run_deployment(self, runs: list[tuple[str, dict[str, Any]]], wait: bool) -> list[Command]:
+        """``run_deployment`` for each deployment, gathered in one process."""
         code = (
-            "import json,sys; from prefect.deployments import run_deployment; "
-            f"r = run_deployment({deployment!r}, parameters=json.loads({params!r}), timeout={None if wait else 0}); "
-            "sys.exit(0 if (not r.state or r.state.is_completed() or not {wait!r}) else 1)".replace(
-                "{wait!r}", repr(wait)
-            )
+            "import asyncio, json, sys\n"
+            "from prefect.deployments import run_deployment\n"
+            f"runs = json.loads({json.dumps(runs)!r})\n"
+            "async def main():\n"
+            f"    done = await asyncio.gather(*(run_deployment(d, parameters=p, timeout={None if wait else 0}) for d, p in runs))\n"
+            f"    return 0 if not {wait!r} or all(r.state and r.state.is_completed() for r in done) else 1\n"
+            "sys.exit(asyncio.run(main()))\n"
         )
-        return [sys.executable, "-c", code], {}
+        return [([sys.executable, "-c", code], {})]
 
     def measure(
-        self, tool: Callable[..., tuple[list[str], dict[str, str]]], deployment: str, params: str, wait: bool
+        self,
+        tool: Callable[[list[tuple[str, dict[str, Any]]], bool], list[Command]],
+        runs: list[tuple[str, dict[str, Any]]],
+        wait: bool = True,
     ) -> dict[str, float]:
-        args, extra = tool(deployment, params, wait)
         self.proxy.counts.reset()
         started = time.time()
-        proc = subprocess.run(
-            args, env={**self.env(), **extra}, cwd=ROOT, capture_output=True, timeout=600, check=False
-        )
+        procs = [
+            subprocess.Popen(
+                args, env={**self.env(), **extra}, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            for args, extra in tool(runs, wait)
+        ]
+        outputs = [proc.communicate(timeout=600) for proc in procs]
         exited = time.time()
-        if proc.returncode != 0:
-            print(proc.stdout.decode()[-2000:], proc.stderr.decode()[-2000:], file=sys.stderr)
-        _state, end = last_run_end(self.server, deployment)
+        for proc, (out, err) in zip(procs, outputs, strict=True):
+            if proc.returncode != 0:
+                print(out.decode()[-2000:], err.decode()[-2000:], file=sys.stderr)
         result = {
             "wall": exited - started,
             "requests": self.proxy.counts.requests,
             "websockets": self.proxy.counts.websockets,
-            "code": proc.returncode,
         }
-        if wait and end is not None:
-            result["latency"] = exited - end.timestamp()
+        if wait and len(runs) == 1:
+            flow_run = latest_run(self.server, runs[0][0])
+            if flow_run.end_time is not None:
+                result["latency"] = exited - flow_run.end_time.timestamp()
+                arrival = closing_line_arrival(self.server, flow_run.id)
+                if arrival is not None:
+                    result["floor"] = arrival.timestamp() - flow_run.end_time.timestamp()
         return result
+
+
+def quick_lengths() -> list[float]:
+    """1.0, 2.2, 3.4, ... seconds: spread evenly over a second (the engine's shipping delay) and over
+    five (run_deployment's poll), so no tool's timing lands in its lucky or unlucky phase every time."""
+    return [round(1 + i * (1 + 1 / REPEATS), 2) for i in range(REPEATS)]
 
 
 def median(rows: list[dict[str, float]], key: str) -> float:
@@ -118,6 +197,7 @@ def main() -> int:
     server = start_server()
     proxy = CountingProxy(server.port).start()
     try:
+        fan_out = deploy_fan_out(server)
         tools = Tools(server, proxy)
         names = {
             "prefect-trigger": tools.pipe,
@@ -126,37 +206,62 @@ def main() -> int:
         }
         results: dict[str, dict[str, float]] = {}
         for name, tool in names.items():
-            quick = [tools.measure(tool, "greet/ci", '{"count": 3}', wait=True) for _ in range(REPEATS)]
-            long = [
-                tools.measure(tool, "sleepy/ci", f'{{"seconds": {RUN_SECONDS}, "lines": 5}}', wait=True)
+            quick = [tools.measure(tool, [("sleepy/ci", {"seconds": s, "lines": 2})]) for s in quick_lengths()]
+            long = [tools.measure(tool, [("sleepy/ci", {"seconds": RUN_SECONDS, "lines": 5})])]
+            create = []
+            for _ in range(REPEATS):
+                create.append(tools.measure(tool, [("greet/ci", {"count": 1})], wait=False))
+                settle(server, "greet/ci")  # its flow process would compete with the next start
+            fan = [
+                tools.measure(tool, [(d, {"seconds": FAN_OUT_SECONDS, "lines": 2}) for d in fan_out])
                 for _ in range(max(1, REPEATS // 2))
             ]
-            create = [tools.measure(tool, "greet/ci", '{"count": 1}', wait=False) for _ in range(REPEATS)]
             results[name] = {
-                "latency": median(quick + long, "latency"),
+                "latency": median(quick, "latency"),
+                "floor": median(quick, "floor"),
                 "requests_20s": median(long, "requests"),
                 "websockets_20s": median(long, "websockets"),
                 "time_to_created": median(create, "wall"),
+                "fan_out_wall": median(fan, "wall"),
+                "fan_out_requests": median(fan, "requests"),
+                "fan_out_websockets": median(fan, "websockets"),
             }
-            print(f"  {name}: {results[name]}", flush=True)
-        base = results["prefect-trigger"]
-        print(f"\n{'tool':<32} {'detect latency s':>16} {'HTTP reqs (20 s run)':>21} {'time to created s':>18}")
-        for name, row in results.items():
-            print(f"{name:<32} {row['latency']:>16.2f} {row['requests_20s']:>21.0f} {row['time_to_created']:>18.2f}")
-        for name, row in results.items():
-            if name != "prefect-trigger":
-                print(
-                    f"ratio {name} / prefect-trigger: latency {row['latency'] / base['latency']:.1f}x, "
-                    f"requests {row['requests_20s'] / max(base['requests_20s'], 1):.1f}x, "
-                    f"time to created {row['time_to_created'] / base['time_to_created']:.2f}x"
-                )
-        print(
-            f"(medians of {REPEATS} runs of a short flow and {max(1, REPEATS // 2)} of a {RUN_SECONDS}-second flow, {datetime.now(UTC):%Y-%m-%d})"
-        )
+            print(f"  {name}: { {k: round(v, 2) for k, v in results[name].items()} }", flush=True)
+        report(results)
         return 0
     finally:
         proxy.stop()
         server.stop()
+
+
+def report(results: dict[str, dict[str, float]]) -> None:
+    head = (
+        f"{'tool':<32} {'latency s':>9} {'(floor s)':>9} {'reqs 20 s run':>13} {'to created s':>12}"
+        f" {f'fan-out x{FAN_OUT} wall s':>18} {'fan-out reqs':>12}"
+    )
+    print("\n" + head)
+    for name, row in results.items():
+        print(
+            f"{name:<32} {row['latency']:>9.2f} {row['floor']:>9.2f} {row['requests_20s']:>13.0f}"
+            f" {row['time_to_created']:>12.2f} {row['fan_out_wall']:>18.2f} {row['fan_out_requests']:>12.0f}"
+        )
+    base = results["prefect-trigger"]
+    for name, row in results.items():
+        if name != "prefect-trigger":
+            print(
+                f"ratio {name} / prefect-trigger: latency {row['latency'] / base['latency']:.1f}x,"
+                f" requests {row['requests_20s'] / max(base['requests_20s'], 1):.1f}x,"
+                f" time to created {row['time_to_created'] / base['time_to_created']:.2f}x,"
+                f" fan-out wall {row['fan_out_wall'] / base['fan_out_wall']:.2f}x,"
+                f" fan-out requests {row['fan_out_requests'] / max(base['fan_out_requests'], 1):.1f}x"
+            )
+    sockets = ", ".join(f"{n} {r['websockets_20s']:.0f}" for n, r in results.items())
+    fan_sockets = ", ".join(f"{n} {r['fan_out_websockets']:.0f}" for n, r in results.items())
+    print(
+        f"(medians: latency of {REPEATS} runs of {quick_lengths()[0]}-{quick_lengths()[-1]} s, requests of one"
+        f" {RUN_SECONDS}-second run, fan-out of {max(1, REPEATS // 2)} x {FAN_OUT} runs of {FAN_OUT_SECONDS} s;"
+        f" websockets, 20-second run: {sockets}; fan-out: {fan_sockets}; {datetime.now(UTC):%Y-%m-%d})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ MAX_RETRIES = 4  # Prefect's client retries 408/429/502/503 and connection error
 # One call, its retries included. Without it a server that accepts connections and never answers
 # holds each call for 5 attempts x the request timeout + 30 s of backoff (about 3 minutes).
 CALL_BUDGET_SECONDS = 60.0
-LOGS_PAGE = 200  # the server's maximum
+LOGS_PAGE = TASK_RUNS_PAGE = 200  # the server's maximum
 
 
 def is_cloud(api_url: str) -> bool:
@@ -153,18 +153,27 @@ class PrefectApi:
 
     # -- wait --------------------------------------------------------------------------------------
 
-    async def read_flow_run(self, flow_run_id: Any) -> FlowRun:
-        return await self.call("reading the flow run", self.client.read_flow_run(flow_run_id))
+    async def read_flow_runs(self, flow_run_ids: list[Any]) -> list[FlowRun]:
+        """The runs with these ids, in one request (DEPLOYMENTS has at most 50 entries)."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    async def read_logs(self, flow_run_id: Any, after: datetime | None, offset: int = 0) -> list[Log]:
+        return await self.call(
+            "reading the flow run" if len(flow_run_ids) == 1 else "reading the flow runs",
+            self.client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)), limit=len(flow_run_ids)
+            ),
+        )
+
+    async def read_logs(self, flow_run_ids: list[Any], after: datetime | None, offset: int = 0) -> list[Log]:
+        """One page of the runs' lines after ``after``, oldest first."""
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
         from prefect.client.schemas.sorting import LogSort
 
-        log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids))
         if after is not None:
             log_filter.timestamp = LogFilterTimestamp(after_=after)
         return await self.call(
-            "reading the flow run's logs",
+            "reading the flow run's logs" if len(flow_run_ids) == 1 else "reading the flow runs' logs",
             self.client.read_logs(log_filter=log_filter, limit=LOGS_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC),
         )
 
@@ -182,22 +191,33 @@ class PrefectApi:
         state = getattr(result, "state", None)
         return str(state.type.value) if state is not None else str(result.status.value)
 
-    async def failing_task(self, flow_run_id: Any) -> str | None:
+    async def failing_tasks(self, flow_run_ids: list[Any]) -> dict[Any, str]:
+        """For each of these runs, the name of a failed or crashed task run (runs without one are left
+        out): one request, and one more per run whose tasks a full page crowded out."""
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState
         from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypeFilter
         from prefect.client.schemas.objects import StateType
 
-        tasks = await self.call(
-            "reading the failed task runs",
-            self.client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
-                task_run_filter=TaskRunFilter(
-                    state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.FAILED, StateType.CRASHED]))
+        async def read(ids: list[Any], limit: int) -> list[Any]:
+            return await self.call(
+                "reading the failed task runs",
+                self.client.read_task_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+                    task_run_filter=TaskRunFilter(
+                        state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.FAILED, StateType.CRASHED]))
+                    ),
+                    limit=limit,
                 ),
-                limit=1,
-            ),
-        )
-        return tasks[0].name if tasks else None
+            )
+
+        names: dict[Any, str] = {}
+        tasks = await read(flow_run_ids, TASK_RUNS_PAGE)
+        for task in tasks:
+            names.setdefault(task.flow_run_id, task.name)
+        if len(tasks) == TASK_RUNS_PAGE:
+            for flow_run_id in [id_ for id_ in flow_run_ids if id_ not in names]:
+                names.update((task.flow_run_id, task.name) for task in await read([flow_run_id], 1))
+        return names
 
     def flow_run_url(self, flow_run_id: Any) -> str:
         return flow_run_ui_url(self.api_url, self.ui_url, str(flow_run_id))

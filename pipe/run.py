@@ -18,10 +18,10 @@ from pipe import console, outputs, parameters
 from pipe.auth import authenticate
 from pipe.config import Config, DeploymentRef, Target
 from pipe.credentials import Credential
-from pipe.errors import ParameterError, RunFailed, Stopped, WaitTimeout
+from pipe.errors import ParameterError, PipeError, RunFailed, Stopped, WaitTimeout
 from pipe.metadata import CommitMetadata
 from pipe.outcome import RunInfo, RunResult
-from pipe.prefect_api import PrefectApi
+from pipe.prefect_api import PrefectApi, is_cloud
 from pipe.waiter import Waiter
 
 if TYPE_CHECKING:
@@ -183,12 +183,8 @@ async def trigger_and_follow(config: Config, api: PrefectApi, plans: list[Plan])
             console.success(f"Flow run {run.flow_run_name} created (WAIT=false): {run.flow_run_url}")
         return 0
 
-    deadline = time.monotonic() + config.timeout
-    several = len(runs) > 1
     try:
-        results = await asyncio.gather(
-            *(follow(config, api, run, deadline, prefix=f"[{run.deployment_name}]" if several else "") for run in runs)
-        )
+        results = await wait_for_all(config, api, runs)
     except asyncio.CancelledError:
         results = await asyncio.gather(*(stop(api, run) for run in runs))
         await finish_all(config, reporter, results)
@@ -200,8 +196,20 @@ async def trigger_and_follow(config: Config, api: PrefectApi, plans: list[Plan])
 
 
 async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
-    """Create the runs concurrently; if one cannot be created, cancel the others and fail."""
-    created = await asyncio.gather(*(create(api, plan) for plan in plans), return_exceptions=True)
+    """Create the runs, concurrently on Prefect Cloud and one at a time on a self-hosted server: on its
+    default SQLite database, concurrent writes are answered 503 (database busy) and Prefect's client
+    then backs off for seconds (6 runs: 0.2 s one at a time, 2 to 56 s two or more at a time).
+    If one cannot be created, cancel those that were and fail."""
+    created: list[RunInfo | BaseException] = []
+    if is_cloud(api.api_url):
+        created = await asyncio.gather(*(create(api, plan) for plan in plans), return_exceptions=True)
+    else:
+        for plan in plans:
+            try:
+                created.append(await create(api, plan))
+            except Exception as exc:
+                created.append(exc)
+                break  # the rest are not created at all
     runs = [c for c in created if isinstance(c, RunInfo)]
     errors = [c for c in created if isinstance(c, BaseException)]
     if errors:
@@ -233,19 +241,30 @@ async def create(api: PrefectApi, plan: Plan) -> RunInfo:
     return run
 
 
-async def follow(config: Config, api: PrefectApi, info: RunInfo, deadline: float, prefix: str = "") -> RunResult:
-    waiter = Waiter(api, uuid.UUID(info.flow_run_id), deadline, stream_logs=config.stream_logs, prefix=prefix)
-    outcome = await waiter.wait()
-    flow_run = outcome.flow_run
-    result = _result(info, flow_run)
-    if outcome.timed_out:
-        result.timed_out = True
-        if config.cancel_on_timeout:
-            await _cancel(api, info, result)
-        return result
-    if result.state_type in ("FAILED", "CRASHED"):
-        result.failing_task = await api.failing_task(flow_run.id)
-    return result
+async def wait_for_all(config: Config, api: PrefectApi, runs: list[RunInfo]) -> list[RunResult]:
+    """Follow every run on one events and one logs subscription; then cancel what outlived TIMEOUT
+    (CANCEL_ON_TIMEOUT) and name the task that failed each failed run."""
+    ids = [uuid.UUID(run.flow_run_id) for run in runs]
+    prefixes = {id_: f"[{run.deployment_name}]" for id_, run in zip(ids, runs, strict=True)} if len(runs) > 1 else {}
+    deadline = time.monotonic() + config.timeout
+    outcomes = await Waiter(api, ids, deadline, stream_logs=config.stream_logs, prefixes=prefixes).wait()
+    results = []
+    for id_, info in zip(ids, runs, strict=True):
+        result = _result(info, outcomes[id_].flow_run)
+        result.timed_out = outcomes[id_].timed_out
+        results.append(result)
+    if config.cancel_on_timeout:
+        await asyncio.gather(*(_cancel(api, r.run, r) for r in results if r.timed_out))
+    failed = [r for r in results if not r.timed_out and r.state_type in ("FAILED", "CRASHED")]
+    if failed:
+        try:
+            names = await api.failing_tasks([uuid.UUID(r.run.flow_run_id) for r in failed])
+        except PipeError as exc:  # the outcome is known; the task's name is a detail
+            console.warning(f"Could not read which task failed: {exc.message}")
+            names = {}
+        for result in failed:
+            result.failing_task = names.get(uuid.UUID(result.run.flow_run_id))
+    return results
 
 
 async def stop(api: PrefectApi, info: RunInfo) -> RunResult:

@@ -1,16 +1,20 @@
-"""Wait: follow a flow run to its final state, streaming its logs.
+"""Wait: follow the step's flow runs to their final states, streaming their logs.
 
-State changes come from Prefect's events websocket and log lines from its logs websocket, so a
-waiting pipe sends almost no HTTP requests and notices the end at once. When a websocket cannot
+One events websocket and one logs websocket serve every run of the step, so a waiting pipe sends
+almost no HTTP requests and notices each end at once; the reads it still makes (the states at the
+start and at the end, logs a stream missed) cover all runs in one request. When a websocket cannot
 be had (a proxy that blocks them, a server without them) the waiter falls back to polling with a
-growing interval. Log lines are de-duplicated by id, and once the run is final one paged read of
-the last stretch of logs picks up lines that reached the server after the final state.
+growing interval. Log lines are de-duplicated by id.
 
-Connections drop. The waiter reconnects each stream itself (bounded, with backoff) so it knows
-when a stream was down: while the events stream is down it polls the run's state, and every stretch
-the logs stream missed is read back by request (the logs stream is live only), so no line is lost
-or printed twice across reconnects. Every read is bounded by the deadline: once it passes, a read
-still in flight gets ``DEADLINE_GRACE`` seconds before the waiter reports the timeout.
+A run's last lines reach the server after its final state: the flow process ships them as it exits,
+right after the engine's closing "Finished in state ..." line. The waiter waits for that line
+(bounded) and then reads by request only what no stream was sure to deliver.
+
+Connections drop. The waiter reconnects each stream itself (bounded, with backoff) so it knows when
+a stream was down: while the events stream is down it polls the states, and every stretch the logs
+stream missed is read back by request (the logs stream is live only), so no line is lost or printed
+twice across reconnects. Every read is bounded by the deadline: once it passes, a read still in
+flight gets ``DEADLINE_GRACE`` seconds before the waiter reports the timeout.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,18 +40,20 @@ T = TypeVar("T")
 
 FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 POLL_START, POLL_MAX, POLL_GROWTH = 2.0, 30.0, 1.6
-# With a live events stream, still read the run now and then in case an event was lost.
+# With a live events stream, still read the states now and then in case an event was lost.
 SAFETY_READ_START, SAFETY_READ_MAX = 60.0, 300.0
-# After the final state the flow process still ships its last log batch (it flushes on exit).
-# The engine's own last line is "Finished in state ..."; wait for it (bounded). Runs that end
-# without it (crashed, cancelled) get a short quiet period instead.
+# The engine's own last line. Lines shipped with it land within milliseconds of it: after it, a short
+# quiet spell closes the run's logs. Completed and failed runs log it; wait for it at most LINGER_MAX.
+# Runs that end without it (crashed, cancelled) get a longer quiet spell, at most LINGER_NO_CLOSE_MAX.
 FINISHED_PREFIX = "Finished in state"
-LINGER_MAX, LINGER_QUIET, LINGER_QUIET_MAX = 3.0, 0.5, 1.5
-# The final read of logs covers this much before the end (batches are ~2 s apart).
+LINGER_MAX, LINGER_QUIET = 3.0, 0.15
+LINGER_NO_CLOSE_QUIET, LINGER_NO_CLOSE_MAX = 0.5, 1.5
+LINGER_POLL = 0.5  # reading logs by request while lingering (no live logs stream)
+# The last read of a run's logs covers this much before its end (the flow ships lines every ~2 s).
 BACKFILL_WINDOW = timedelta(seconds=30)
 # Reading back what a stream missed starts this far before the last line it delivered.
 GAP_MARGIN = timedelta(seconds=10)
-# The last lines (after the final state) may take this long in all, reads included.
+# The last lines (after the final states) may take this long in all, reads included.
 FINAL_LOGS_BUDGET = 20.0
 # A read in flight when the deadline passes gets this long to finish.
 DEADLINE_GRACE = 5.0
@@ -62,8 +68,8 @@ MAX_LOG_PAGES = 500  # 100,000 lines in one read
 PROGRESS_EVERY = 300.0
 
 
-def state_type(run: FlowRun) -> str | None:
-    return run.state.type.value if run.state is not None else None
+def state_type(run: FlowRun | None) -> str | None:
+    return run.state.type.value if run is not None and run.state is not None else None
 
 
 class _DeadlinePassed(Exception):
@@ -72,7 +78,7 @@ class _DeadlinePassed(Exception):
 
 @dataclass
 class LogPrinter:
-    """Prints each log line once, whichever path it came by."""
+    """Prints each log line of one run once, whichever path it came by."""
 
     prefix: str = ""
     enabled: bool = True
@@ -81,7 +87,6 @@ class LogPrinter:
     latest_timestamp: datetime | None = None
     printed: int = 0
     finished_line_seen: bool = False
-    streamed: bool = False  # at least one line arrived through the logs websocket
 
     def __call__(self, log: Log) -> None:
         if log.id is None or log.id in self.seen:
@@ -105,6 +110,29 @@ class _Gap:
 
 
 @dataclass
+class _Run:
+    """What the waiter knows of one flow run."""
+
+    id: UUID
+    logs: LogPrinter
+    flow_run: FlowRun | None = None  # as last read
+    gap: _Gap | None = field(default_factory=lambda: _Gap(after=None))  # nothing covered before the stream
+    final_by_event: bool = False  # the events stream says final; a read confirms it
+    final_since: float | None = None  # time.monotonic() when a final state was first known
+    current_type: str | None = None
+    state_name: str | None = None
+    state_time: datetime | None = None  # of the newest state reported (events can replay older ones)
+
+    @property
+    def final(self) -> bool:
+        return state_type(self.flow_run) in FINAL
+
+    @property
+    def started(self) -> bool:
+        return self.current_type not in (None, "SCHEDULED")
+
+
+@dataclass
 class WaitOutcome:
     flow_run: FlowRun
     timed_out: bool = False
@@ -115,53 +143,47 @@ class Waiter:
     def __init__(
         self,
         api: PrefectApi,
-        flow_run_id: UUID,
+        flow_run_ids: Sequence[UUID],
         deadline: float,
         stream_logs: bool = True,
-        prefix: str = "",
-        on_state: Callable[[str, str], None] | None = None,
+        prefixes: Mapping[UUID, str] | None = None,
     ) -> None:
         self.api = api
-        self.flow_run_id = flow_run_id
         self.deadline = deadline  # time.monotonic() value
-        self.logs = LogPrinter(prefix=prefix, enabled=stream_logs)
         self.stream_logs = stream_logs
-        self.on_state = on_state or (lambda type_, name: None)
+        self.runs = {
+            id_: _Run(id_, LogPrinter(prefix=(prefixes or {}).get(id_, ""), enabled=stream_logs))
+            for id_ in flow_run_ids
+        }
         self.started = time.monotonic()
         self._changed = asyncio.Event()
-        self._event_state: str | None = None
         self._events_alive = False
         self._events_ever = False
-        self._read_now = False  # the events stream (re)connected or dropped: read the state once
+        self._read_now = False  # the events stream (re)connected or dropped: read the states once
         self._logs_alive = False
-        self._gap: _Gap | None = _Gap(after=None)  # before the first subscription nothing was covered
-        self._last_state_name: str | None = None
-        self._current_type: str | None = None
-        self._state_time: datetime | None = None  # of the newest state reported (events can replay older ones)
+        self._logs_streamed = False  # a line arrived through the logs websocket: the server streams them
 
     # -- the loop ------------------------------------------------------------------------------
 
-    async def wait(self) -> WaitOutcome:
+    async def wait(self) -> dict[UUID, WaitOutcome]:
         tasks = [asyncio.create_task(self._follow_events(), name="events")]
         if self.stream_logs:
             tasks.append(asyncio.create_task(self._follow_logs(), name="logs"))
-        run: FlowRun | None = None
         try:
             await self._connected(tasks)
-            # The first event may predate the subscription. Without this read there is no run to
+            # The first events may predate the subscription. Without this read there is no run to
             # report, so a deadline passing here is an error, not a timeout.
             self._read_now = False  # this read is the one a (re)connect asks for
-            run = await self._bounded(self.api.read_flow_run(self.flow_run_id), "reading the flow run")
-            self._announce(run)
+            await self._bounded(self._read_states(list(self.runs.values())), "reading the flow runs")
             state_every, logs_every = self._state_interval(), POLL_START
             next_state = time.monotonic() + state_every
             next_logs = time.monotonic() + logs_every
             last_progress = time.monotonic()
             events_alive = self._events_alive
-            while state_type(run) not in FINAL:
+            while waiting := [run for run in self.runs.values() if not run.final]:
                 now = time.monotonic()
                 if now >= self.deadline:
-                    return WaitOutcome(run, timed_out=True, used_websockets=self._events_ever)
+                    return await self._at_deadline()
                 if self._events_alive != events_alive or self._read_now:
                     # The events stream came or went: read once now and set the pace anew.
                     events_alive, self._read_now = self._events_alive, False
@@ -173,35 +195,52 @@ class Waiter:
                 try:
                     await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, wake - now))
                     self._changed.clear()
-                    if self._event_state in FINAL:
-                        next_state = 0.0  # confirm the final state with one read
+                    if all(run.final_by_event for run in waiting):
+                        next_state = 0.0  # confirm the final states with one read
                 except TimeoutError:
                     pass
                 now = time.monotonic()
                 if self._polling_logs() and now >= next_logs:
-                    await self._bounded(self._read_logs(self._poll_after()), "reading the flow run's logs")
+                    await self._bounded(self._poll_logs(), "reading the flow runs' logs")
                     logs_every = min(logs_every * POLL_GROWTH, POLL_MAX)
                     next_logs = now + logs_every
                 if now >= next_state:
-                    run = await self._bounded(self.api.read_flow_run(self.flow_run_id), "reading the flow run")
-                    self._announce(run)
+                    await self._bounded(self._read_states(waiting), "reading the flow runs")
                     state_every = self._state_interval(state_every)
                     next_state = time.monotonic() + state_every
+                    if any(run.final_by_event and not run.final for run in waiting):
+                        next_state = time.monotonic() + POLL_START  # the read lagged the event: soon again
                 if now - last_progress >= PROGRESS_EVERY:
                     last_progress = now
-                    console.info(f"Still {self._last_state_name or 'waiting'} after {self._elapsed()}")
-            if self.stream_logs:
-                await self._collect_last_lines(run)
-            return WaitOutcome(run, used_websockets=self._events_ever)
+                    self._progress(waiting)
+            await self._collect_last_lines(list(self.runs.values()))
+            return self._outcomes()
         except _DeadlinePassed:
-            if run is None:
+            if any(run.flow_run is None for run in self.runs.values()):
                 raise PrefectError(
                     f"the Prefect API at {self.api.host} did not answer before TIMEOUT passed while reading the flow run",
                     "check that the server is up and reachable from the build, then re-run the step",
                 ) from None
-            return WaitOutcome(run, timed_out=True, used_websockets=self._events_ever)
+            return self._outcomes()
         finally:
             await _stop(tasks)
+
+    async def _at_deadline(self) -> dict[UUID, WaitOutcome]:
+        """Runs the events call final get one read to confirm it (within the grace); the last
+        lines of the runs that did end are collected; the rest timed out."""
+        unconfirmed = [run for run in self.runs.values() if run.final_by_event and not run.final]
+        with contextlib.suppress(_DeadlinePassed):
+            if unconfirmed:
+                await self._bounded(self._read_states(unconfirmed), "reading the flow runs")
+        await self._collect_last_lines([run for run in self.runs.values() if run.final])
+        return self._outcomes()
+
+    def _outcomes(self) -> dict[UUID, WaitOutcome]:
+        outcomes = {}
+        for run in self.runs.values():
+            assert run.flow_run is not None  # read at the start
+            outcomes[run.id] = WaitOutcome(run.flow_run, timed_out=not run.final, used_websockets=self._events_ever)
+        return outcomes
 
     async def _bounded(self, call: Awaitable[T], doing: str) -> T:
         """Await ``call``, giving up DEADLINE_GRACE seconds after the deadline."""
@@ -221,9 +260,12 @@ class Waiter:
     def _polling_logs(self) -> bool:
         """Read logs by request unless a live stream has proven that it delivers them (a server may
         not stream logs at all: self-hosted servers need PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED)."""
-        if not self.stream_logs or self._current_type in (None, "SCHEDULED"):
+        if not self.stream_logs or not any(run.started for run in self.runs.values()):
             return False
-        return not (self._logs_alive and self.logs.streamed)
+        return not self._logs_live()
+
+    def _logs_live(self) -> bool:
+        return self._logs_alive and self._logs_streamed
 
     async def _connected(self, tasks: list[asyncio.Task[None]]) -> None:
         """Give the websockets a moment to subscribe before the first read (bounded)."""
@@ -233,22 +275,40 @@ class Waiter:
                 return
             await asyncio.sleep(0.02)
 
-    def _announce(self, run: FlowRun) -> None:
-        if run.state is None:
-            return
-        self._report_state(run.state.type.value, run.state.name or run.state.type.value, run.state.timestamp)
+    async def _read_states(self, runs: list[_Run]) -> None:
+        flow_runs = {flow_run.id: flow_run for flow_run in await self.api.read_flow_runs([run.id for run in runs])}
+        for run in runs:
+            flow_run = flow_runs.get(run.id)
+            if flow_run is None:
+                raise PrefectError(
+                    f"flow run {run.id} is no longer on the Prefect API at {self.api.host}",
+                    "someone deleted it while the step waited; re-run the step to start a new one",
+                )
+            run.flow_run = flow_run
+            if flow_run.state is not None:
+                state = flow_run.state
+                self._report_state(run, state.type.value, state.name or state.type.value, state.timestamp)
+            if run.final and run.final_since is None:
+                run.final_since = time.monotonic()
 
-    def _report_state(self, type_: str, name: str, when: datetime | None) -> bool:
-        if when is not None and self._state_time is not None and when < self._state_time:
+    def _report_state(self, run: _Run, type_: str, name: str, when: datetime | None) -> bool:
+        if when is not None and run.state_time is not None and when < run.state_time:
             return False  # an older state replayed after a reconnect, or an event overtaken by a read
         if when is not None:
-            self._state_time = when
-        self._current_type = type_
-        if name != self._last_state_name:
-            self._last_state_name = name
-            console.info(f"{self.logs.prefix + ' ' if self.logs.prefix else ''}Flow run is {name} ({self._elapsed()})")
-            self.on_state(type_, name)
+            run.state_time = when
+        run.current_type = type_
+        if name != run.state_name:
+            run.state_name = name
+            prefix = f"{run.logs.prefix} " if run.logs.prefix else ""
+            console.info(f"{prefix}Flow run is {name} ({self._elapsed()})")
         return True
+
+    def _progress(self, waiting: list[_Run]) -> None:
+        if len(self.runs) == 1:
+            console.info(f"Still {waiting[0].state_name or 'waiting'} after {self._elapsed()}")
+            return
+        states = ", ".join(f"{run.logs.prefix.strip('[]')} {run.state_name or 'waiting'}" for run in waiting)
+        console.info(f"Still waiting after {self._elapsed()} for {len(waiting)} flow runs: {states}")
 
     def _elapsed(self) -> str:
         seconds = int(time.monotonic() - self.started)
@@ -296,24 +356,29 @@ class Waiter:
         from prefect.events.clients import get_events_subscriber
         from prefect.events.filters import EventAnyResourceFilter, EventFilter, EventNameFilter
 
+        resources = {f"prefect.flow-run.{id_}": run for id_, run in self.runs.items()}
+
         def subscribe() -> Any:
             event_filter = EventFilter(
                 event=EventNameFilter(prefix=["prefect.flow-run."]),
-                any_resource=EventAnyResourceFilter(id=[f"prefect.flow-run.{self.flow_run_id}"]),
+                any_resource=EventAnyResourceFilter(id=list(resources)),
             )
             return get_events_subscriber(filter=event_filter, reconnection_attempts=0)
 
         async def on_up() -> None:
             self._events_alive = self._events_ever = True
-            self._read_now = True  # events of the time it was down may be gone: read the state
+            self._read_now = True  # events of the time it was down may be gone: read the states
             self._changed.set()
 
         def on_item(event: Any) -> None:
             type_ = event.resource.get("prefect.state-type")
-            if not type_ or event.resource.id != f"prefect.flow-run.{self.flow_run_id}":
+            run = resources.get(event.resource.id)
+            if not type_ or run is None or run.final:
                 return
-            if self._report_state(type_, event.resource.get("prefect.state-name") or type_, event.occurred):
-                self._event_state = type_
+            if self._report_state(run, type_, event.resource.get("prefect.state-name") or type_, event.occurred):
+                run.final_by_event = type_ in FINAL
+                if run.final_by_event and run.final_since is None:
+                    run.final_since = time.monotonic()
                 self._changed.set()
 
         def on_down() -> None:
@@ -327,106 +392,138 @@ class Waiter:
         from prefect.logging.clients import get_logs_subscriber
 
         def subscribe() -> Any:
-            log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[self.flow_run_id]))
+            log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(self.runs)))
             return get_logs_subscriber(filter=log_filter, reconnection_attempts=0)
 
         async def on_up() -> None:
             self._logs_alive = True
-            if self._gap is None:
+            missed = [run for run in self.runs.values() if run.gap is not None]
+            if not missed:
                 return
             try:  # what the stream missed (subscribed first, so nothing falls between)
-                await self._read_logs(self._gap.after)
-            except PipeError as exc:  # the gap stays open: the next poll or the last read covers it
+                await self._read_logs(missed, _earliest(run.gap.after for run in missed if run.gap is not None))
+            except PipeError as exc:  # the gaps stay open: the next poll or the last read covers them
                 console.debug(f"Could not read back the logs the stream missed: {exc}")
 
         def on_item(log: Any) -> None:
-            self.logs.streamed = True
-            self.logs(log)
+            run = self.runs.get(log.flow_run_id)
+            if run is not None:
+                self._logs_streamed = True
+                run.logs(log)
 
         def on_down() -> None:
             self._logs_alive = False
-            latest = self.logs.latest_timestamp
-            after = latest - GAP_MARGIN if latest is not None else None
-            if self._gap is not None and (self._gap.after is None or (after is not None and self._gap.after < after)):
-                after = self._gap.after  # an earlier stretch is still open
-            self._gap = _Gap(after)  # a new object: a read that began before this drop does not close it
+            for run in self.runs.values():
+                latest = run.logs.latest_timestamp
+                after = latest - GAP_MARGIN if latest is not None else None
+                if run.gap is not None and (run.gap.after is None or (after is not None and run.gap.after < after)):
+                    after = run.gap.after  # an earlier stretch is still open
+                run.gap = _Gap(after)  # a new object: a read that began before this drop does not close it
             self._changed.set()
 
         await self._stream("logs", subscribe, on_up, on_item, on_down)
 
     # -- logs by request ---------------------------------------------------------------------------
 
-    async def _collect_last_lines(self, run: FlowRun) -> None:
-        """The flow process ships its last batch of lines as it exits, just after the final state.
-        Wait (bounded) for the engine's closing line, then read the last stretch once to fill gaps.
-        The run's outcome is known by now: a read that fails costs lines (said so), not the result."""
+    async def _collect_last_lines(self, runs: list[_Run]) -> None:
+        """Wait (bounded) for each run's closing lines, then read once what no live stream was
+        sure to deliver. The outcome is known by now: a read that fails costs lines (said so), not
+        the result."""
+        if not self.stream_logs or not runs:
+            return
         try:
             async with asyncio.timeout(FINAL_LOGS_BUDGET):
-                await self._linger(run)
-                await self._read_logs(self._backfill_after(run))
+                await self._linger(runs)
+                unsure = [run for run in runs if not (self._logs_live() and run.gap is None)]
+                if unsure:
+                    await self._read_logs(unsure, _earliest(_backfill_after(run) for run in unsure))
         except (TimeoutError, PipeError) as exc:
             detail = str(exc) or f"no answer within {FINAL_LOGS_BUDGET:.0f}s"
             console.warning(f"The last log lines of the run could not be read ({detail}); see the run in Prefect")
 
-    async def _linger(self, run: FlowRun) -> None:
-        """Until the flow's closing line has come and the stream has been quiet for LINGER_QUIET
-        (lines logged with it, e.g. the engine's last error, can come in the same or the next
-        batch), or a quiet spell for runs that end without one; bounded by LINGER_MAX."""
-        start = time.monotonic()
-        expect_closing_line = state_type(run) in ("COMPLETED", "FAILED")
-        while time.monotonic() - start < (LINGER_MAX if expect_closing_line else LINGER_QUIET_MAX):
-            now = time.monotonic()
-            if self.logs.finished_line_seen and now - self.logs.last_seen >= LINGER_QUIET:
-                return
-            if not expect_closing_line and now - max(self.logs.last_seen, start) >= LINGER_QUIET:
-                return
-            if self.logs.streamed and self._logs_alive:
+    async def _linger(self, runs: list[_Run]) -> None:
+        while open_runs := [run for run in runs if not _settled(run, time.monotonic())]:
+            if self._logs_live():
                 await asyncio.sleep(0.02)
             else:
-                await self._read_logs(self._poll_after())
-                await asyncio.sleep(LINGER_QUIET)
+                await self._read_logs(open_runs, _earliest(self._poll_after(run) for run in open_runs))
+                await asyncio.sleep(LINGER_POLL)
 
-    def _poll_after(self) -> datetime | None:
-        if self._gap is not None:
-            return self._gap.after  # first what no stream covered
-        latest = self.logs.latest_timestamp
+    async def _poll_logs(self) -> None:
+        now = time.monotonic()
+        runs = [run for run in self.runs.values() if run.started and not (run.final and _settled(run, now))]
+        if runs:
+            await self._read_logs(runs, _earliest(self._poll_after(run) for run in runs))
+
+    def _poll_after(self, run: _Run) -> datetime | None:
+        if run.gap is not None:
+            return run.gap.after  # first what no stream covered
+        latest = run.logs.latest_timestamp
         return latest - timedelta(seconds=5) if latest else None
 
-    def _backfill_after(self, run: FlowRun) -> datetime | None:
-        """From BACKFILL_WINDOW before the end, or from the start of a stretch no stream covered."""
-        if self._gap is not None and self._gap.after is None:
-            return None
-        end = run.end_time or (run.state.timestamp if run.state else None)
-        if end is None:
-            return None
-        after = end - BACKFILL_WINDOW
-        if self._gap is not None and self._gap.after is not None:
-            after = min(after, self._gap.after)
-        return after if run.start_time is None or after > run.start_time else None
-
-    async def _read_logs(self, after: datetime | None) -> None:
-        """Read (paged) every line after ``after``. A complete read that covers the open gap closes
-        it only if the logs stream was subscribed when the read began: lines that reach the server
-        after a read made while the stream is down are in neither, so such a read only moves the
-        gap's start up to what it has seen."""
-        gap, stream_up = self._gap, self._logs_alive
+    async def _read_logs(self, runs: list[_Run], after: datetime | None) -> None:
+        """Read (paged) every line of ``runs`` after ``after``. A complete read that covers a run's
+        open gap closes it only if the logs stream was subscribed when the read began: lines that
+        reach the server after a read made while the stream is down are in neither, so such a read
+        only moves the gap's start up to what it has seen."""
+        gaps, stream_up = {run.id: run.gap for run in runs}, self._logs_alive
         offset = 0
         for _ in range(MAX_LOG_PAGES):
-            page: list[Any] = await self.api.read_logs(self.flow_run_id, after=after, offset=offset)
+            page: list[Any] = await self.api.read_logs(list(gaps), after=after, offset=offset)
             for log in page:
-                self.logs(log)
+                if (run := self.runs.get(log.flow_run_id)) is not None:
+                    run.logs(log)
             if len(page) < LOGS_PAGE:
                 break
             offset += len(page)
-        if gap is None or self._gap is not gap:
-            return  # no gap, or another stretch opened meanwhile: that one stays open
-        if after is not None and (gap.after is None or after > gap.after):
-            return  # began after the gap's start: does not cover it
-        latest = self.logs.latest_timestamp
-        if stream_up:
-            self._gap = None
-        elif latest is not None and (gap.after is None or latest - GAP_MARGIN > gap.after):
-            self._gap = _Gap(latest - GAP_MARGIN)
+        for run in runs:
+            gap = gaps[run.id]
+            if gap is None or run.gap is not gap:
+                continue  # no gap, or another stretch opened meanwhile: that one stays open
+            if after is not None and (gap.after is None or after > gap.after):
+                continue  # began after the gap's start: does not cover it
+            latest = run.logs.latest_timestamp
+            if stream_up:
+                run.gap = None
+            elif latest is not None and (gap.after is None or latest - GAP_MARGIN > gap.after):
+                run.gap = _Gap(latest - GAP_MARGIN)
+
+
+def _settled(run: _Run, now: float) -> bool:
+    """A final run's logs are complete: its closing line has come and LINGER_QUIET has passed since
+    the last line (lines logged with it can come in the same or the next shipment), or a quiet
+    spell for runs that end without one; each bounded."""
+    if run.final_since is None:
+        return False
+    waited = now - run.final_since
+    if state_type(run.flow_run) in ("COMPLETED", "FAILED"):
+        quiet = run.logs.finished_line_seen and now - run.logs.last_seen >= LINGER_QUIET
+        return quiet or waited >= LINGER_MAX
+    return now - max(run.logs.last_seen, run.final_since) >= LINGER_NO_CLOSE_QUIET or waited >= LINGER_NO_CLOSE_MAX
+
+
+def _backfill_after(run: _Run) -> datetime | None:
+    """From BACKFILL_WINDOW before the end, or from the start of a stretch no stream covered."""
+    if run.gap is not None and run.gap.after is None:
+        return None
+    flow_run = run.flow_run
+    if flow_run is None:
+        return None
+    end = flow_run.end_time or (flow_run.state.timestamp if flow_run.state else None)
+    if end is None:
+        return None
+    after = end - BACKFILL_WINDOW
+    if run.gap is not None and run.gap.after is not None:
+        after = min(after, run.gap.after)
+    return after if flow_run.start_time is None or after > flow_run.start_time else None
+
+
+def _earliest(times: Any) -> datetime | None:
+    """The earliest of ``times``; None (from the start) if any is None."""
+    values = list(times)
+    if not values or any(value is None for value in values):
+        return None
+    return min(values)
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

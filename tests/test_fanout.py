@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PrefectInspector, run_pipe
+from tests.counting_proxy import CountingProxy
+from tests.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.prefect
 
@@ -52,3 +54,19 @@ def test_entry_parameters_are_checked_before_anything_is_created(
     [line] = [line for line in result.output.splitlines() if "✖" in line]
     assert "sleepy/ci" in line and "'secs'" in line
     assert prefect.count_all_runs() == before
+
+
+def test_runs_share_one_subscription_and_few_requests(pipe_env: dict[str, str], prefect_server: PrefectServer) -> None:
+    """Three runs are followed on one events and one logs websocket, and the HTTP requests stay
+    within 3 per run + a constant: reading each deployment and creating each run are per run; the
+    states at the start and the end, the logs read-back and the failed tasks are one request for all."""
+    sleepy = '{"deployment": "sleepy/ci", "parameters": {"seconds": 3, "lines": 2}}'
+    env = several(pipe_env, "greet/ci", sleepy, "fail/ci")
+    with CountingProxy(prefect_server.port) as proxy:
+        env["PREFECT_API_URL"] = proxy.api_url
+        result = run_pipe(env)
+    assert result.code == 1, result
+    assert "1 of 3 flow runs did not complete: fail/ci (Failed)" in result.output
+    assert re.search(r"^ fail/ci \(task explode-\w+\): ", result.output, re.M), result.output
+    assert proxy.counts.websockets == 2, proxy.counts
+    assert proxy.counts.requests <= 3 * 3 + 5, proxy.counts.paths

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BITBUCKET_ENV, PipeResult, PrefectInspector, assert_no_secrets, run_pipe
+from tests.counting_proxy import CountingProxy
 from tests.prefect_server import PrefectServer, free_port
 
 pytestmark = pytest.mark.prefect
@@ -120,6 +121,22 @@ def test_timeout_without_cancel_leaves_the_run(pipe_env: dict[str, str], prefect
     )
     assert_clean_failure(result, "TIMEOUT=2", "CANCEL_ON_TIMEOUT=false")
     assert prefect.flow_run(flow_run_id(result)).state.type.value not in ("CANCELLED", "CANCELLING")
+
+
+@pytest.mark.parametrize("seconds", [2, 8])
+def test_waiting_costs_the_same_few_requests_however_long_the_run(
+    seconds: int, pipe_env: dict[str, str], prefect_server: PrefectServer
+) -> None:
+    """States come by the events websocket and lines by the logs websocket: a run costs the same
+    handful of HTTP requests (well under the 12 allowed for a 20-second run) whatever its length."""
+    env = dict(pipe_env, DEPLOYMENT="sleepy/ci", PARAMETERS=json.dumps({"seconds": seconds, "lines": seconds}))
+    with CountingProxy(prefect_server.port) as proxy:
+        env["PREFECT_API_URL"] = proxy.api_url
+        result = run_pipe(env)
+    assert result.code == 0, result
+    assert f"tick {seconds - 1}" in result.output and "last line of sleepy" in result.output
+    assert proxy.counts.websockets == 2, proxy.counts
+    assert proxy.counts.requests <= 8, proxy.counts.paths
 
 
 def test_wait_false_returns_once_created(pipe_env: dict[str, str], prefect: PrefectInspector) -> None:

@@ -164,3 +164,32 @@ def count_runs(prefect: PrefectInspector) -> int:
     """All flow runs on the server (``count``, not a page that stops at 200)."""
     with _client(prefect) as client:
         return int(client.count_flow_runs())
+
+
+def judge_fan_out(
+    targets: dict[str, list[str]], result: PipeResult, runs: list[Any], elapsed: float, expect_exit: int
+) -> Verdict:
+    """DEPLOYMENTS under faults: one run per deployment, each run's lines exactly once under its own
+    prefix, its states never announced backwards, its final state in the table."""
+    verdict = Verdict("fan-out", result, runs, elapsed, expect_runs=len(targets))
+    problems = verdict.problems
+    if result.code != expect_exit:
+        problems.append(f"exit {result.code}, expected {expect_exit}")
+    if len(runs) != len(targets):
+        problems.append(f"{len(runs)} flow runs on the server for the step, expected {len(targets)}")
+    if run_ids(result.output) != {str(r.id) for r in runs}:
+        problems.append(f"the output names runs {sorted(run_ids(result.output))}, the server has {len(runs)}")
+    text = plain(result.output)
+    for deployment, lines in targets.items():
+        own = "\n".join(line for line in text.splitlines() if line.startswith(f"[{deployment}] "))
+        problems += [f"{deployment}: {p}" for p in log_problems(own, lines) + states_backwards(own)]
+        row = re.search(rf"^ {re.escape(deployment)}\s+(\S+)", text, re.M)
+        if not row or row.group(1).upper() != FINAL_STATE[deployment]:
+            problems.append(f"the table does not report {deployment} {FINAL_STATE[deployment]}")
+    fails = fail_lines(result.output)
+    if len(fails) != (1 if expect_exit else 0):
+        problems.append(f"{len(fails)} ✖ lines, expected {1 if expect_exit else 0}")
+    if own_tracebacks(result.output):
+        problems.append("a traceback outside the flow's log lines")
+    problems += leakscan.leaks(result.output)
+    return verdict

@@ -43,7 +43,7 @@ def test_the_waiter_gives_up_at_the_deadline() -> None:
 
     async def wait() -> None:
         async with prefect_api.PrefectApi(proxy.api_url, NO_CREDENTIAL) as api:
-            await waiter.Waiter(api, uuid.uuid4(), time.monotonic() + 1.0).wait()
+            await waiter.Waiter(api, [uuid.uuid4()], time.monotonic() + 1.0).wait()
 
     with FaultProxy(UNUSED_PORT, Schedule(seed=0, dead_from_start=True), lifetime=60) as proxy:
         started = time.monotonic()

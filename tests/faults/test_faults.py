@@ -126,6 +126,58 @@ def test_random_faults_long(
     assert not faulted.verdict.problems, str(faulted)
 
 
+# -- many deployments at once ----------------------------------------------------------------------
+
+FAN_OUT_SEEDS = [11, 12]
+LONG_FAN_OUT_SEEDS = range(2000, 2020)
+SLEEPY_LINES = 4
+FAN_OUT = {
+    "greet/ci": checks.EXPECTED_LINES["greet/ci"],
+    "fail/ci": checks.EXPECTED_LINES["fail/ci"],
+    "sleepy/ci": [f"tick {i}" for i in range(SLEEPY_LINES)] + ["last line of sleepy"],
+}
+
+
+def run_fan_out(step_env: dict[str, str], server: PrefectServer, prefect: PrefectInspector, seed: int) -> Faulted:
+    """Three deployments in one step (one of them fails) on one shared events and logs subscription."""
+    entries = [
+        "greet/ci",
+        "fail/ci",
+        f'{{"deployment": "sleepy/ci", "parameters": {{"seconds": 4, "lines": {SLEEPY_LINES}}}}}',
+    ]
+    env = {k: v for k, v in step_env.items() if k != "DEPLOYMENT"}
+    env |= {"DEPLOYMENTS_COUNT": str(len(entries)), **{f"DEPLOYMENTS_{i}": e for i, e in enumerate(entries)}}
+    schedule = random_faults(seed)
+    with FaultProxy(server.port, schedule) as proxy:
+        env["PREFECT_API_URL"] = proxy.api_url
+        started = time.monotonic()
+        result = run_pipe(env, timeout=PIPE_TIMEOUT)
+        elapsed = time.monotonic() - started
+        ended = proxy.clock()
+    runs = checks.runs_with_tag(prefect, step_env["TAGS_0"])
+    verdict = checks.judge_fan_out(FAN_OUT, result, runs, elapsed, expect_exit=1)
+    TALLY.add(seed, verdict, proxy)
+    return Faulted(verdict, proxy, ended)
+
+
+@pytest.mark.parametrize("seed", FAN_OUT_SEEDS)
+def test_random_faults_fan_out(
+    seed: int, step_env: dict[str, str], prefect_server: PrefectServer, prefect: PrefectInspector
+) -> None:
+    faulted = run_fan_out(step_env, prefect_server, prefect, seed)
+    assert faulted.proxy.stats.total_faults >= 2, str(faulted)
+    assert not faulted.verdict.problems, str(faulted)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("seed", LONG_FAN_OUT_SEEDS)
+def test_random_faults_fan_out_long(
+    seed: int, step_env: dict[str, str], prefect_server: PrefectServer, prefect: PrefectInspector
+) -> None:
+    faulted = run_fan_out(step_env, prefect_server, prefect, seed)
+    assert not faulted.verdict.problems, str(faulted)
+
+
 # -- targeted faults -------------------------------------------------------------------------------
 
 

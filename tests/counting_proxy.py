@@ -1,5 +1,6 @@
 """A loopback TCP proxy that counts the HTTP requests passing through it (websocket traffic after
-an upgrade is passed through uncounted, and counted as one websocket connection)."""
+an upgrade is passed through uncounted, and counted as one websocket connection). Used by the
+request-budget tests and by ``make bench``."""
 
 from __future__ import annotations
 
@@ -38,6 +39,16 @@ class CountingProxy:
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def __enter__(self) -> CountingProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)

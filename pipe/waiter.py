@@ -42,11 +42,13 @@ FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
 POLL_START, POLL_MAX, POLL_GROWTH = 2.0, 30.0, 1.6
 # With a live events stream, still read the states now and then in case an event was lost.
 SAFETY_READ_START, SAFETY_READ_MAX = 60.0, 300.0
-# The engine's own last line. Lines shipped with it land within milliseconds of it: after it, a short
-# quiet spell closes the run's logs. Completed and failed runs log it; wait for it at most LINGER_MAX.
-# Runs that end without it (crashed, cancelled) get a longer quiet spell, at most LINGER_NO_CLOSE_MAX.
+# The engine's own last line. Completed and failed runs log it; wait for it at most LINGER_MAX. After
+# a completed run's closing line nothing follows: a short quiet spell lets the lines shipped with it
+# land (milliseconds). A failed run's engine logs once more ("Engine execution exited ..."), which
+# can go in the next shipment, a round trip later: a longer spell. Runs that end without the line
+# (crashed, cancelled) get a longer spell too, at most LINGER_NO_CLOSE_MAX.
 FINISHED_PREFIX = "Finished in state"
-LINGER_MAX, LINGER_QUIET = 3.0, 0.15
+LINGER_MAX, LINGER_QUIET, LINGER_FAILED_QUIET = 3.0, 0.15, 0.5
 LINGER_NO_CLOSE_QUIET, LINGER_NO_CLOSE_MAX = 0.5, 1.5
 LINGER_POLL = 0.5  # reading logs by request while lingering (no live logs stream)
 # The last read of a run's logs covers this much before its end (the flow ships lines every ~2 s).
@@ -85,7 +87,6 @@ class LogPrinter:
     seen: set[UUID] = field(default_factory=set)
     last_seen: float = field(default_factory=time.monotonic)
     latest_timestamp: datetime | None = None
-    printed: int = 0
     finished_line_seen: bool = False
 
     def __call__(self, log: Log) -> None:
@@ -99,7 +100,6 @@ class LogPrinter:
             self.finished_line_seen = True  # the flow run's own closing line, not a task run's
         if self.enabled:
             console.remote(log.timestamp, log.level, log.message, self.prefix)
-            self.printed += 1
 
 
 @dataclass
@@ -136,7 +136,6 @@ class _Run:
 class WaitOutcome:
     flow_run: FlowRun
     timed_out: bool = False
-    used_websockets: bool = True
 
 
 class Waiter:
@@ -158,7 +157,6 @@ class Waiter:
         self.started = time.monotonic()
         self._changed = asyncio.Event()
         self._events_alive = False
-        self._events_ever = False
         self._read_now = False  # the events stream (re)connected or dropped: read the states once
         self._logs_alive = False
         self._logs_streamed = False  # a line arrived through the logs websocket: the server streams them
@@ -239,7 +237,7 @@ class Waiter:
         outcomes = {}
         for run in self.runs.values():
             assert run.flow_run is not None  # read at the start
-            outcomes[run.id] = WaitOutcome(run.flow_run, timed_out=not run.final, used_websockets=self._events_ever)
+            outcomes[run.id] = WaitOutcome(run.flow_run, timed_out=not run.final)
         return outcomes
 
     async def _bounded(self, call: Awaitable[T], doing: str) -> T:
@@ -366,7 +364,7 @@ class Waiter:
             return get_events_subscriber(filter=event_filter, reconnection_attempts=0)
 
         async def on_up() -> None:
-            self._events_alive = self._events_ever = True
+            self._events_alive = True
             self._read_now = True  # events of the time it was down may be gone: read the states
             self._changed.set()
 
@@ -490,14 +488,16 @@ class Waiter:
 
 
 def _settled(run: _Run, now: float) -> bool:
-    """A final run's logs are complete: its closing line has come and LINGER_QUIET has passed since
-    the last line (lines logged with it can come in the same or the next shipment), or a quiet
-    spell for runs that end without one; each bounded."""
+    """A final run's logs are complete: its closing line has come and a quiet spell has passed since
+    the last line (lines logged with or after it can come in the same or the next shipment), or a
+    quiet spell for runs that end without one; each bounded."""
     if run.final_since is None:
         return False
     waited = now - run.final_since
-    if state_type(run.flow_run) in ("COMPLETED", "FAILED"):
-        quiet = run.logs.finished_line_seen and now - run.logs.last_seen >= LINGER_QUIET
+    type_ = state_type(run.flow_run)
+    if type_ in ("COMPLETED", "FAILED"):
+        spell = LINGER_QUIET if type_ == "COMPLETED" else LINGER_FAILED_QUIET
+        quiet = run.logs.finished_line_seen and now - run.logs.last_seen >= spell
         return quiet or waited >= LINGER_MAX
     return now - max(run.logs.last_seen, run.final_since) >= LINGER_NO_CLOSE_QUIET or waited >= LINGER_NO_CLOSE_MAX
 

@@ -10,9 +10,10 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipe import console, outputs, parameters
 from pipe.auth import authenticate
@@ -27,6 +28,9 @@ from pipe.waiter import Waiter
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.client.schemas.responses import DeploymentResponse
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # How long a cancellation (on timeout or stop) may take before the pipe gives up on confirming it.
 CANCEL_GRACE_SECONDS = 10.0
@@ -186,7 +190,7 @@ async def trigger_and_follow(config: Config, api: PrefectApi, plans: list[Plan])
     try:
         results = await wait_for_all(config, api, runs)
     except asyncio.CancelledError:
-        results = await asyncio.gather(*(stop(api, run) for run in runs))
+        results = await for_each(api, runs, lambda run: stop(api, run))
         await finish_all(config, reporter, results)
         names = ", ".join(r.run.flow_run_name for r in results)
         raise Stopped(f"The step was stopped; flow run {names} {_stop_note(results)}") from None
@@ -210,6 +214,13 @@ async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
             except Exception as exc:
                 created.append(exc)
                 break  # the rest are not created at all
+            except asyncio.CancelledError:  # the step is being stopped: cancel what was created
+                runs = [c for c in created if isinstance(c, RunInfo)]
+                if not runs:
+                    raise
+                results = [await stop(api, run) for run in runs]
+                names = ", ".join(run.flow_run_name for run in runs)
+                raise Stopped(f"The step was stopped while creating flow runs; {names} {_stop_note(results)}") from None
     runs = [c for c in created if isinstance(c, RunInfo)]
     errors = [c for c in created if isinstance(c, BaseException)]
     if errors:
@@ -218,6 +229,14 @@ async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
             await _cancel(api, run, result)
         raise errors[0]
     return runs
+
+
+async def for_each(api: PrefectApi, items: list[T], call: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``call`` for each item: concurrently on Prefect Cloud, one at a time on a self-hosted server
+    (see create_all)."""
+    if is_cloud(api.api_url):
+        return list(await asyncio.gather(*(call(item) for item in items)))
+    return [await call(item) for item in items]
 
 
 async def create(api: PrefectApi, plan: Plan) -> RunInfo:
@@ -254,7 +273,7 @@ async def wait_for_all(config: Config, api: PrefectApi, runs: list[RunInfo]) -> 
         result.timed_out = outcomes[id_].timed_out
         results.append(result)
     if config.cancel_on_timeout:
-        await asyncio.gather(*(_cancel(api, r.run, r) for r in results if r.timed_out))
+        await for_each(api, [r for r in results if r.timed_out], lambda r: _cancel(api, r.run, r))
     failed = [r for r in results if not r.timed_out and r.state_type in ("FAILED", "CRASHED")]
     if failed:
         try:

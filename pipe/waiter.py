@@ -67,6 +67,8 @@ STREAM_MIN_UP = 1.0  # a stream that closes sooner than this after connecting co
 # A websocket's polite close waits 10 s for a silent server's answer: give it this long, then cut it.
 STREAM_CLOSE_GRACE = 1.0
 MAX_LOG_PAGES = 500  # 100,000 lines in one read
+# Runs whose reads start within this span of each other share one read (from the earliest start).
+READ_GROUP_SPAN = timedelta(seconds=30)
 PROGRESS_EVERY = 300.0
 
 
@@ -224,13 +226,12 @@ class Waiter:
             await _stop(tasks)
 
     async def _at_deadline(self) -> dict[UUID, WaitOutcome]:
-        """Runs the events call final get one read to confirm it (within the grace); the last
-        lines of the runs that did end are collected; the rest timed out."""
-        unconfirmed = [run for run in self.runs.values() if run.final_by_event and not run.final]
+        """One last read of the runs still waiting (an event may have been lost), then the last lines
+        of those that did end, all within DEADLINE_GRACE; the rest timed out."""
         with contextlib.suppress(_DeadlinePassed):
-            if unconfirmed:
-                await self._bounded(self._read_states(unconfirmed), "reading the flow runs")
-        await self._collect_last_lines([run for run in self.runs.values() if run.final])
+            await self._bounded(self._read_states([run for run in self.runs.values() if not run.final]), "reading")
+        grace = self.deadline + DEADLINE_GRACE - time.monotonic()
+        await self._collect_last_lines([run for run in self.runs.values() if run.final], budget=grace)
         return self._outcomes()
 
     def _outcomes(self) -> dict[UUID, WaitOutcome]:
@@ -295,6 +296,9 @@ class Waiter:
         if when is not None:
             run.state_time = when
         run.current_type = type_
+        if type_ not in FINAL and (run.final_by_event or run.final_since is not None):
+            # It ended and started again (a retry from the UI, an automation): follow the new ending.
+            run.final_by_event, run.final_since, run.logs.finished_line_seen = False, None, False
         if name != run.state_name:
             run.state_name = name
             prefix = f"{run.logs.prefix} " if run.logs.prefix else ""
@@ -399,7 +403,7 @@ class Waiter:
             if not missed:
                 return
             try:  # what the stream missed (subscribed first, so nothing falls between)
-                await self._read_logs(missed, _earliest(run.gap.after for run in missed if run.gap is not None))
+                await self._read_logs_from([(run, run.gap.after if run.gap else None) for run in missed])
             except PipeError as exc:  # the gaps stay open: the next poll or the last read covers them
                 console.debug(f"Could not read back the logs the stream missed: {exc}")
 
@@ -423,20 +427,20 @@ class Waiter:
 
     # -- logs by request ---------------------------------------------------------------------------
 
-    async def _collect_last_lines(self, runs: list[_Run]) -> None:
-        """Wait (bounded) for each run's closing lines, then read once what no live stream was
-        sure to deliver. The outcome is known by now: a read that fails costs lines (said so), not
-        the result."""
-        if not self.stream_logs or not runs:
+    async def _collect_last_lines(self, runs: list[_Run], budget: float = FINAL_LOGS_BUDGET) -> None:
+        """Wait (bounded) for each run's closing lines, then read the last stretch of every run whose
+        lines a live stream did not surely deliver (a gap, no stream, or no closing line). The outcome
+        is known by now: a read that fails costs lines (said so), not the result."""
+        if not self.stream_logs or not runs or budget <= 0:
             return
         try:
-            async with asyncio.timeout(FINAL_LOGS_BUDGET):
+            async with asyncio.timeout(budget):
                 await self._linger(runs)
-                unsure = [run for run in runs if not (self._logs_live() and run.gap is None)]
-                if unsure:
-                    await self._read_logs(unsure, _earliest(_backfill_after(run) for run in unsure))
+                live = self._logs_live()
+                unsure = [run for run in runs if not (live and run.gap is None and run.logs.finished_line_seen)]
+                await self._read_logs_from([(run, _backfill_after(run)) for run in unsure])
         except (TimeoutError, PipeError) as exc:
-            detail = str(exc) or f"no answer within {FINAL_LOGS_BUDGET:.0f}s"
+            detail = str(exc) or f"no answer within {budget:.0f}s"
             console.warning(f"The last log lines of the run could not be read ({detail}); see the run in Prefect")
 
     async def _linger(self, runs: list[_Run]) -> None:
@@ -444,14 +448,13 @@ class Waiter:
             if self._logs_live():
                 await asyncio.sleep(0.02)
             else:
-                await self._read_logs(open_runs, _earliest(self._poll_after(run) for run in open_runs))
+                await self._read_logs_from([(run, self._poll_after(run)) for run in open_runs])
                 await asyncio.sleep(LINGER_POLL)
 
     async def _poll_logs(self) -> None:
         now = time.monotonic()
         runs = [run for run in self.runs.values() if run.started and not (run.final and _settled(run, now))]
-        if runs:
-            await self._read_logs(runs, _earliest(self._poll_after(run) for run in runs))
+        await self._read_logs_from([(run, self._poll_after(run)) for run in runs])
 
     def _poll_after(self, run: _Run) -> datetime | None:
         if run.gap is not None:
@@ -459,19 +462,27 @@ class Waiter:
         latest = run.logs.latest_timestamp
         return latest - timedelta(seconds=5) if latest else None
 
+    async def _read_logs_from(self, starts: list[tuple[_Run, datetime | None]]) -> None:
+        """Read each run's lines after its own start in as few requests as overlap allows: runs read
+        from the beginning together (they have few lines, or none yet), the others in groups whose
+        starts lie within READ_GROUP_SPAN of each other, each from its earliest start."""
+        for after, runs in _groups(starts):
+            await self._read_logs(runs, after)
+
     async def _read_logs(self, runs: list[_Run], after: datetime | None) -> None:
         """Read (paged) every line of ``runs`` after ``after``. A complete read that covers a run's
         open gap closes it only if the logs stream was subscribed when the read began: lines that
         reach the server after a read made while the stream is down are in neither, so such a read
         only moves the gap's start up to what it has seen."""
         gaps, stream_up = {run.id: run.gap for run in runs}, self._logs_alive
-        offset = 0
+        offset, complete = 0, False
         for _ in range(MAX_LOG_PAGES):
             page: list[Any] = await self.api.read_logs(list(gaps), after=after, offset=offset)
             for log in page:
                 if (run := self.runs.get(log.flow_run_id)) is not None:
                     run.logs(log)
             if len(page) < LOGS_PAGE:
+                complete = True
                 break
             offset += len(page)
         for run in runs:
@@ -481,7 +492,7 @@ class Waiter:
             if after is not None and (gap.after is None or after > gap.after):
                 continue  # began after the gap's start: does not cover it
             latest = run.logs.latest_timestamp
-            if stream_up:
+            if stream_up and complete:
                 run.gap = None
             elif latest is not None and (gap.after is None or latest - GAP_MARGIN > gap.after):
                 run.gap = _Gap(latest - GAP_MARGIN)
@@ -518,12 +529,18 @@ def _backfill_after(run: _Run) -> datetime | None:
     return after if flow_run.start_time is None or after > flow_run.start_time else None
 
 
-def _earliest(times: Any) -> datetime | None:
-    """The earliest of ``times``; None (from the start) if any is None."""
-    values = list(times)
-    if not values or any(value is None for value in values):
-        return None
-    return min(values)
+def _groups(starts: list[tuple[_Run, datetime | None]]) -> list[tuple[datetime | None, list[_Run]]]:
+    """``starts`` grouped for reading: those from the beginning, then by READ_GROUP_SPAN."""
+    from_start = [run for run, after in starts if after is None]
+    groups: list[tuple[datetime | None, list[_Run]]] = [(None, from_start)] if from_start else []
+    dated = sorted(((after, run) for run, after in starts if after is not None), key=lambda pair: pair[0])
+    for after, run in dated:
+        group_start = groups[-1][0] if groups else None
+        if group_start is not None and after - group_start <= READ_GROUP_SPAN:
+            groups[-1][1].append(run)
+        else:
+            groups.append((after, [run]))
+    return groups
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

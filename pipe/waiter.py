@@ -229,7 +229,9 @@ class Waiter:
         """One last read of the runs still waiting (an event may have been lost), then the last lines
         of those that did end, all within DEADLINE_GRACE; the rest timed out."""
         with contextlib.suppress(_DeadlinePassed):
-            await self._bounded(self._read_states([run for run in self.runs.values() if not run.final]), "reading")
+            await self._bounded(
+                self._read_states([r for r in self.runs.values() if not r.final]), "reading the flow runs"
+            )
         grace = self.deadline + DEADLINE_GRACE - time.monotonic()
         await self._collect_last_lines([run for run in self.runs.values() if run.final], budget=grace)
         return self._outcomes()

@@ -79,14 +79,32 @@ def run_faulted(
     **extra: str,
 ) -> Faulted:
     env = {**step_env, "DEPLOYMENT": deployment, **extra}
+    return _through_proxy(
+        env,
+        server,
+        prefect,
+        schedule,
+        lambda result, runs, elapsed: checks.judge(
+            deployment, result, runs, elapsed, expect_exit=expect_exit, expect_runs=expect_runs
+        ),
+    )
+
+
+def _through_proxy(
+    env: dict[str, str],
+    server: PrefectServer,
+    prefect: PrefectInspector,
+    schedule: Schedule,
+    judge: Callable[[PipeResult, list[Any], float], Verdict],
+) -> Faulted:
+    """Run the pipe through a fault proxy and judge it by the runs carrying the step's tag."""
     with FaultProxy(server.port, schedule) as proxy:
-        env["PREFECT_API_URL"] = proxy.api_url
+        env = {**env, "PREFECT_API_URL": proxy.api_url}
         started = time.monotonic()
         result = run_pipe(env, timeout=PIPE_TIMEOUT)
         elapsed = time.monotonic() - started
         ended = proxy.clock()
-    runs = checks.runs_with_tag(prefect, step_env["TAGS_0"])
-    verdict = checks.judge(deployment, result, runs, elapsed, expect_exit=expect_exit, expect_runs=expect_runs)
+    verdict = judge(result, checks.runs_with_tag(prefect, env["TAGS_0"]), elapsed)
     TALLY.add(schedule.seed, verdict, proxy)
     return Faulted(verdict, proxy, ended)
 
@@ -147,17 +165,13 @@ def run_fan_out(step_env: dict[str, str], server: PrefectServer, prefect: Prefec
     ]
     env = {k: v for k, v in step_env.items() if k != "DEPLOYMENT"}
     env |= {"DEPLOYMENTS_COUNT": str(len(entries)), **{f"DEPLOYMENTS_{i}": e for i, e in enumerate(entries)}}
-    schedule = random_faults(seed)
-    with FaultProxy(server.port, schedule) as proxy:
-        env["PREFECT_API_URL"] = proxy.api_url
-        started = time.monotonic()
-        result = run_pipe(env, timeout=PIPE_TIMEOUT)
-        elapsed = time.monotonic() - started
-        ended = proxy.clock()
-    runs = checks.runs_with_tag(prefect, step_env["TAGS_0"])
-    verdict = checks.judge_fan_out(FAN_OUT, result, runs, elapsed, expect_exit=1)
-    TALLY.add(seed, verdict, proxy)
-    return Faulted(verdict, proxy, ended)
+    return _through_proxy(
+        env,
+        server,
+        prefect,
+        random_faults(seed),
+        lambda result, runs, elapsed: checks.judge_fan_out(FAN_OUT, result, runs, elapsed, expect_exit=1),
+    )
 
 
 @pytest.mark.parametrize("seed", FAN_OUT_SEEDS)

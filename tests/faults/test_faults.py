@@ -48,7 +48,8 @@ def is_create(request: Request) -> bool:
 
 
 def is_run_read(request: Request) -> bool:
-    return request.method == "GET" and "/flow_runs/" in request.path
+    """The waiter's read of the runs' states (all runs of the step in one filter request)."""
+    return request.method == "POST" and request.path.endswith("/flow_runs/filter")
 
 
 @dataclass

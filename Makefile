@@ -4,12 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test test-unit test-long demo bench image clean
+.PHONY: help venv lint test test-unit test-long test-compat demo bench image clean
 
 help:
 	@echo "make demo       run the pipe against a throwaway local Prefect server"
 	@echo "make test       lint + the whole test suite (unit, real Prefect server, container image)"
+	@echo "make test-unit  the tests that need no Prefect server and no Docker engine (seconds)"
+	@echo "make lint       ruff (lint + format check) and mypy --strict"
 	@echo "make test-long  the long fault-injection tier"
+	@echo "make test-compat the pipe against old Prefect servers (installed by .ci/compat-setup)"
 	@echo "make bench      waiting/latency benchmark against the Prefect CLI and run_deployment"
 	@echo "make image      build the Docker image"
 
@@ -24,15 +27,20 @@ venv: $(STAMP)
 lint: venv
 	$(VENV)/bin/ruff check pipe tests $(wildcard bench)
 	$(VENV)/bin/ruff format --check pipe tests $(wildcard bench)
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest
 
 test-unit: venv
-	$(PY) -m pytest -m "not prefect and not container"
+	$(PY) -m pytest -m "not prefect and not container and not compat"
 
 test-long: venv
 	$(PY) -m pytest -m long --run-long
+
+test-compat: venv
+	.ci/compat-setup
+	$(PY) -m pytest -m compat
 
 demo: venv
 	$(PY) -m tests.demo

@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.counting_proxy import CountingProxy
-from tests.prefect_server import FLOWS, PrefectServer, start_server
+from tests.support.pipe import ROOT
+from tests.support.prefect_server import FLOWS, PrefectServer, sdk_client, start_server
+from tests.support.proxy import CountingProxy
 
-ROOT = Path(__file__).resolve().parent.parent
 REPEATS = int(os.environ.get("BENCH_REPEATS", "5"))
 RUN_SECONDS = 20
 FAN_OUT = int(os.environ.get("BENCH_FAN_OUT", "4"))
@@ -51,17 +51,11 @@ def deploy_fan_out(server: PrefectServer) -> list[str]:
     return [f"sleepy/bench-{i}" for i in range(FAN_OUT)]
 
 
-def client(server: PrefectServer) -> Any:
-    from prefect.client.orchestration import SyncPrefectClient
-
-    return SyncPrefectClient(server.api_url, auth_string=server.auth_string)
-
-
 def latest_run(server: PrefectServer, deployment: str) -> Any:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
-    with client(server) as c:
+    with sdk_client(server) as c:
         dep = c.read_deployment_by_name(deployment)
         [run] = c.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])),
@@ -85,7 +79,7 @@ def closing_line_arrival(server: PrefectServer, flow_run_id: Any) -> datetime | 
     """When the engine's "Finished in state" line of the run reached the server."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    with client(server) as c:
+    with sdk_client(server) as c:
         logs = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), limit=200)
     closing = [log.created for log in logs if log.message.startswith("Finished in state") and not log.task_run_id]
     return max(closing) if closing else None
@@ -95,7 +89,7 @@ class Tools:
     def __init__(self, server: PrefectServer, proxy: CountingProxy) -> None:
         self.server = server
         self.proxy = proxy
-        self.api_url = f"http://127.0.0.1:{proxy.port}/api"
+        self.api_url = proxy.api_url
         self.home = tempfile.mkdtemp(prefix="bench-")
 
     def env(self) -> dict[str, str]:
@@ -126,7 +120,7 @@ class Tools:
 
     def cli(self, runs: list[tuple[str, dict[str, Any]]], wait: bool) -> list[Command]:
         """One `prefect deployment run` per deployment, side by side."""
-        commands = []
+        commands: list[Command] = []
         for deployment, params in runs:
             args = [str(Path(sys.executable).parent / "prefect"), "deployment", "run", deployment]
             for key, value in params.items():

@@ -8,24 +8,31 @@ talks to the network.
 
 from __future__ import annotations
 
-import ipaddress
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
-from bitbucket_pipes_toolkit import ArrayVariable, Pipe
 
+from pipe import identity
+from pipe.bitbucket.settings import ReportSettings
 from pipe.bitbucket.variables import VARIABLES as REPORT_VARIABLES
+from pipe.build import Build
+from pipe.credentials import is_user_password
 from pipe.errors import ConfigError
 from pipe.identity.variables import VARIABLES as IDENTITY_VARIABLES
-from pipe.secret import Secret, register
+from pipe.secret import Secret, looks_secret, register
+from pipe.urls import parse_http_url
 
 ACTIONS = ("run", "deploy", "deploy-and-run")
+DEPLOY_ACTIONS = ("deploy", "deploy-and-run")
+DEFAULT_PREFECT_FILE = "prefect.yaml"
 MAX_JSON_BYTES = 512 * 1024
 MAX_TIMEOUT = 7 * 24 * 3600
 # Prefect refuses these in names (flows, deployments, work queues).
@@ -119,10 +126,12 @@ class DeploymentRef:
 
 @dataclass(frozen=True)
 class Target:
-    """One deployment to run, with the parameters of its own (merged over PARAMETERS)."""
+    """One deployment to run, with the parameters of its own (merged over PARAMETERS), and the variable
+    that named it (``DEPLOYMENT`` or ``DEPLOYMENTS item 3``), for messages."""
 
     ref: DeploymentRef
     parameters: dict[str, Any] = field(default_factory=dict)
+    source: str = "DEPLOYMENT"
 
     @property
     def label(self) -> str:
@@ -133,14 +142,34 @@ MAX_TARGETS = 50
 
 
 @dataclass(frozen=True)
+class DeploySettings:
+    """What ``ACTION=deploy`` works on: the clone, its prefect.yaml, and the step's environment (for the
+    Prefect CLI subprocess and the prefect.yaml's ``{{ $NAME }}`` placeholders)."""
+
+    clone_dir: Path
+    prefect_file: str
+    environment: Mapping[str, str] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where later steps find the runs: the toolkit's shared storage and Bitbucket's output variables file."""
+
+    shared_dir: str | None = None
+    variables_path: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
+    """Everything the pipe was asked to do, validated: read once from the environment by :func:`load`
+    and passed down. Nothing else reads the environment."""
+
     api_url: str
     ui_url: str | None
     api_key: Secret | None
     auth_string: Secret | None
     action: str
-    deployment: DeploymentRef | None
-    targets: list[Target]  # what ACTION=run runs: DEPLOYMENT, or each entry of DEPLOYMENTS
+    targets: list[Target]  # DEPLOYMENT, or each entry of DEPLOYMENTS (for deploy: the selection)
     parameters: dict[str, Any]
     job_variables: dict[str, Any] | None
     tags: list[str]
@@ -154,40 +183,75 @@ class Config:
     stream_logs: bool
     dry_run: bool
     debug: bool
-    # Everything the schema validated (the identity and reporting variables live here) and the
-    # raw environment (Bitbucket's default variables), for the steps that need them.
-    variables: Mapping[str, Any] = field(repr=False)
-    env: Mapping[str, str] = field(repr=False)
+    build: Build = field(default_factory=Build)
+    identity: identity.Identity = field(default_factory=identity.Identity)
+    report: ReportSettings = field(default_factory=lambda: ReportSettings(enabled=False))
+    deploy: DeploySettings = field(default_factory=lambda: DeploySettings(Path.cwd(), DEFAULT_PREFECT_FILE, {}))
+    outputs: OutputSettings = field(default_factory=OutputSettings)
+
+    @property
+    def deploys(self) -> bool:
+        return self.action in DEPLOY_ACTIONS
 
 
-class _SchemaPipe(Pipe):
-    """The toolkit's Pipe, validating into one readable line instead of a YAML dump."""
+def _validate(schema: dict[str, dict[str, Any]], env: dict[str, str]) -> dict[str, Any]:
+    """The toolkit's Pipe (Cerberus), validating into one readable line instead of a YAML dump.
+    Imported here: the entry point reads DEBUG from this module before anything heavy loads."""
+    from bitbucket_pipes_toolkit import Pipe
 
-    def validate(self) -> dict[str, Any]:
-        document: dict[str, Any] = {}
-        for key, rules in self.schema.items():
-            if rules.get("type") == "list":
-                document[key] = _array(key, self.env)
-            elif key in self.env:
-                value = self.env[key]
-                if _not_utf8(value):
-                    raise ConfigError(f"{key} is not valid UTF-8 text", f"set {key} again as plain UTF-8 text")
-                document[key] = value if rules.get("type") == "string" else _yaml_scalar(value)
-                if rules.get("type") == "integer" and isinstance(document[key], bool):
-                    document[key] = value  # YAML's true is not a number: let the type check name it
-        if not self.validator.validate(document):
-            raise ConfigError(_describe(self.validator.errors, self.schema))
-        return dict(self.validator.document)
+    class SchemaPipe(Pipe):  # type: ignore[misc]
+        def validate(self) -> dict[str, Any]:
+            document: dict[str, Any] = {}
+            for key, rules in self.schema.items():
+                if rules.get("type") == "list":
+                    document[key] = _array(key, self.env)
+                elif key in self.env:
+                    value = self.env[key]
+                    if _not_utf8(value):
+                        raise ConfigError(f"{key} is not valid UTF-8 text", f"set {key} again as plain UTF-8 text")
+                    document[key] = value if rules.get("type") == "string" else _yaml_scalar(value)
+                    if rules.get("type") == "integer" and isinstance(document[key], bool):
+                        document[key] = value  # YAML's true is not a number: let the type check name it
+            if not self.validator.validate(document):
+                raise ConfigError(_describe(self.validator.errors, self.schema))
+            return dict(self.validator.document)
 
-    def enable_debug_log_level(self) -> None:  # the entry point owns logging
-        return None
+        def enable_debug_log_level(self) -> None:  # the entry point owns logging
+            return None
+
+    variables: dict[str, Any] = SchemaPipe(schema=schema, env=env, check_for_newer_version=False).variables
+    return variables
 
 
 def _array(name: str, env: Mapping[str, str]) -> list[str | None]:
+    """A list variable. Bitbucket passes a YAML list as ``NAME_COUNT`` + ``NAME_0``…; a single value
+    (``TAGS: 'release'``) arrives as ``NAME`` alone and is a one-item list, or a JSON list (``'["a", "b"]'``)."""
     count = env.get(f"{name}_COUNT")
-    if count is not None and (not count.isdigit() or int(count) > 1000):
+    if count is None:
+        return _scalar_list(name, env.get(name))
+    if not count.isdigit() or int(count) > 1000:
         raise ConfigError(f"{name}_COUNT must be a small whole number", f"set {name} as a YAML list")
+    from bitbucket_pipes_toolkit import ArrayVariable
+
     return list(ArrayVariable(name, env))  # Cerberus rebuilds sequences, so hand it a plain list
+
+
+def _scalar_list(name: str, value: str | None) -> list[str | None]:
+    text = (value or "").strip()
+    if not text:
+        return []
+    if not text.startswith("["):
+        return [text]
+    try:
+        items = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise ConfigError(
+            f"{name} starts with [ but is not a JSON list", f"set {name} as a YAML list, e.g. {name}: ['a', 'b']"
+        ) from None
+    if not isinstance(items, list) or len(items) > 1000:
+        raise ConfigError(f"{name} is not a JSON list of at most 1000 items", f"set {name} as a YAML list")
+    # An object (a DEPLOYMENTS entry with its own parameters) goes on as the JSON text a YAML list would give.
+    return [item if isinstance(item, str) else json.dumps(item) for item in items]
 
 
 def _not_utf8(text: str) -> bool:
@@ -230,12 +294,19 @@ def _without_value(reason: str) -> str:
     return _CONTROL.sub("?", reason)
 
 
-def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = None) -> Config:
-    """Validate ``env`` (normally ``os.environ``) into a :class:`Config`."""
+def debug_requested(env: Mapping[str, str] | None = None) -> bool:
+    """DEBUG as the schema reads it (YAML: true/True/yes/on), before the schema has run."""
+    value = (os.environ if env is None else env).get("DEBUG", "")
+    return _yaml_scalar(value) is True
+
+
+def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, Any]] | None = None) -> Config:
+    """Validate ``env`` (by default the process environment) into a :class:`Config`."""
+    env = dict(os.environ if env is None else env)
     schema = dict(schema or SCHEMA)
     # Mask credentials from the start: a validation message must not be able to show one.
-    register(*(value for name, value in env.items() if _looks_secret(name)))
-    variables = _SchemaPipe(schema=schema, env=dict(env), check_for_newer_version=False).variables
+    register(*(value for name, value in env.items() if looks_secret(name)))
+    variables = _validate(schema, env)
 
     api_key = _secret(variables.get("PREFECT_API_KEY"))
     auth_string = _secret(variables.get("PREFECT_API_AUTH_STRING"))
@@ -244,7 +315,7 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
             "PREFECT_API_KEY and PREFECT_API_AUTH_STRING are both set",
             "keep PREFECT_API_KEY for Prefect Cloud or PREFECT_API_AUTH_STRING for a self-hosted server, not both",
         )
-    if auth_string and ":" not in auth_string.reveal():
+    if auth_string and not is_user_password(auth_string.reveal()):
         raise ConfigError("PREFECT_API_AUTH_STRING is not of the form user:password", "set it to 'user:password'")
 
     action = variables["ACTION"]
@@ -254,8 +325,8 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
         ui_url = parse_http_url("PREFECT_UI_URL", ui_url).rstrip("/")
 
     deployment_text = variables.get("DEPLOYMENT")
-    # The deploy actions select deployments of the prefect.yaml by name or glob (pipe/deploy.py).
-    parse = parse_deployment_selection if action in ("deploy", "deploy-and-run") else parse_deployment
+    # The deploy actions select deployments of the prefect.yaml by name or glob (pipe/deploy/).
+    parse = parse_deployment_selection if action in DEPLOY_ACTIONS else parse_deployment
     deployment = parse(deployment_text) if deployment_text else None
     targets = parse_targets(list(variables.get("DEPLOYMENTS") or []), parse)
     if deployment and targets:
@@ -276,7 +347,6 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
         api_key=api_key,
         auth_string=auth_string,
         action=action,
-        deployment=deployment,
         targets=targets,
         parameters=parse_json_object("PARAMETERS", variables.get("PARAMETERS")) or {},
         job_variables=parse_json_object("JOB_VARIABLES", variables.get("JOB_VARIABLES")),
@@ -291,45 +361,29 @@ def load(env: Mapping[str, str], schema: Mapping[str, dict[str, Any]] | None = N
         stream_logs=variables["STREAM_LOGS"],
         dry_run=variables["DRY_RUN"],
         debug=variables["DEBUG"],
-        variables=variables,
-        env=env,
+        build=Build.from_env(env),
+        identity=identity.load(variables, env),
+        report=ReportSettings.load(variables),
+        deploy=DeploySettings(
+            clone_dir=_clone_dir(env),
+            prefect_file=str(variables.get("PREFECT_FILE") or DEFAULT_PREFECT_FILE),
+            environment=env,
+        ),
+        outputs=OutputSettings(
+            shared_dir=env.get("BITBUCKET_PIPE_SHARED_STORAGE_DIR") or None,
+            variables_path=env.get("BITBUCKET_PIPELINES_VARIABLES_PATH") or None,
+        ),
     )
 
 
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|PASSWORD|SECRET_VALUE|AUTH_STRING)$")
-
-
-def _looks_secret(name: str) -> bool:
-    return bool(_SECRET_NAME.search(name)) and not name.endswith("_SECRET") and name != "IDEMPOTENCY_KEY"
+def _clone_dir(env: Mapping[str, str]) -> Path:
+    """The repository's clone: BITBUCKET_CLONE_DIR in Pipelines, else the working directory."""
+    text = env.get("BITBUCKET_CLONE_DIR", "").strip()
+    return Path(text).absolute() if text else Path.cwd()
 
 
 def _secret(value: str | None) -> Secret | None:
     return Secret(value) if value else None
-
-
-def parse_http_url(name: str, value: str) -> str:
-    value = value.strip()
-    if _CONTROL.search(value) or " " in value:
-        raise ConfigError(f"{name} contains spaces or control characters", "set it to a plain https:// URL")
-    try:
-        parts = urlsplit(value)
-    except ValueError as exc:
-        raise ConfigError(f"{name} is not a valid URL ({exc})", "fix the host name") from None
-    if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"{name} must start with https:// (or http:// for a local server)", "fix the URL")
-    if "@" in parts.netloc:
-        raise ConfigError(
-            f"{name} must not contain credentials",
-            "remove user:password@ from the URL and set PREFECT_API_AUTH_STRING or PREFECT_API_KEY as a secured variable",
-        )
-    try:
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as exc:
-        raise ConfigError(f"{name} is not a valid URL ({exc})", "fix the host or port") from None
-    if not host:
-        raise ConfigError(f"{name} has no host name", "set it to a full URL such as https://prefect.example.com/api")
-    return value
 
 
 def parse_api_url(value: str) -> str:
@@ -346,15 +400,6 @@ def parse_api_url(value: str) -> str:
             "use https://api.prefect.cloud/api/accounts/<account id>/workspaces/<workspace id>",
         )
     return url
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_deployment(text: str) -> DeploymentRef:
@@ -410,9 +455,9 @@ def parse_targets(entries: list[str | None], parse: Callable[[str], DeploymentRe
                 raise ConfigError(
                     f"{name} has 'parameters' that are not a JSON object", 'use "parameters": {"name": value}'
                 )
-            targets.append(Target(_named(name, spec["deployment"], parse), parameters))
+            targets.append(Target(_named(name, spec["deployment"], parse), parameters, source=name))
         else:
-            targets.append(Target(_named(name, text, parse)))
+            targets.append(Target(_named(name, text, parse), source=name))
     labels = [t.label for t in targets]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:

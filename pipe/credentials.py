@@ -33,3 +33,19 @@ class Credential:
             closer = self._closers.pop()
             with contextlib.suppress(Exception):  # best effort; each closer reports its own failure
                 closer()
+
+
+def is_user_password(value: str) -> bool:
+    """A self-hosted server's auth string is ``user:password``."""
+    return ":" in value
+
+
+def check_fetched(kind: str, value: Secret, where: str) -> None:
+    """A credential read from a secret store is what the variable said it would be."""
+    from pipe.errors import IdentityError
+
+    if kind == "auth_string" and not is_user_password(value.reveal()):
+        raise IdentityError(
+            f"{where} holds a value that is not of the form user:password",
+            "store 'user:password' there, or use PREFECT_API_KEY_SECRET for an API key",
+        )

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipe import __version__, console
@@ -17,19 +18,15 @@ if TYPE_CHECKING:
     from pipe.config import Config
 
 
-def _debug_requested() -> bool:
-    """DEBUG as the schema reads it (YAML: true/True/yes/on), before the schema has run."""
-    return os.environ.get("DEBUG", "").strip().lower() in ("true", "yes", "on")
-
-
 def main() -> int:
-    debug = _debug_requested()
+    from pipe.config import debug_requested, load
+
+    debug = debug_requested()
     console.setup(debug)
     console.info(f"prefect-trigger {__version__}")
     try:
-        from pipe.config import load
-
-        config = load(os.environ)
+        config = load()
+        _leave_the_repository()
         return asyncio.run(_run_until_stopped(config))
     except PipeError as exc:
         if debug:
@@ -47,6 +44,15 @@ def main() -> int:
             "Re-run with DEBUG=true and report it with the output"
         )
         return 1
+
+
+def _leave_the_repository() -> None:
+    """Prefect's settings read ``prefect.toml``, ``pyproject.toml`` ``[tool.prefect]`` and ``.env`` from
+    the working directory, and a step runs the pipe in the user's clone: a file there could switch off
+    TLS verification or add headers to every request of the pipe's own client. The pipe works from its
+    package's directory instead (``ACTION=deploy`` runs Prefect's CLI in the clone on purpose, with TLS
+    verification and the credential pinned in its environment)."""
+    os.chdir(Path(__file__).resolve().parent)
 
 
 async def _run_until_stopped(config: Config) -> int:
@@ -72,7 +78,7 @@ async def _run_until_stopped(config: Config) -> int:
         if stopped:
             what = (
                 "while deploying; some deployments may already be updated"
-                if config.action != "run"
+                if config.deploys
                 else ("before a flow run was created; nothing was started")
             )
             raise Stopped(f"The step was stopped {what}") from None

@@ -96,7 +96,7 @@ def _explain(errors: list[Any]) -> str:
     best = best_match(errors)
     path = ".".join(str(p) for p in best.absolute_path)
     if best.validator == "required":
-        return best.message.replace("is a required property", "is required and has no default")
+        return str(best.message).replace("is a required property", "is required and has no default")
     value = repr(best.instance)
     if len(value) > 60:
         value = value[:57] + "..."

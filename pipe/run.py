@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
+import functools
 import threading
 import time
 import uuid
@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pipe import console, outputs, parameters
+from pipe import console, outputs, parameters, presentation
 from pipe.auth import authenticate
+from pipe.build import Build
 from pipe.config import Config, DeploymentRef, Target
 from pipe.credentials import Credential
+from pipe.deadlines import in_background
 from pipe.errors import ParameterError, PipeError, RunFailed, Stopped, WaitTimeout
-from pipe.metadata import CommitMetadata
 from pipe.outcome import RunInfo, RunResult
 from pipe.prefect_api import PrefectApi, is_cloud
 from pipe.waiter import Waiter
@@ -29,11 +30,15 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
     from prefect.client.schemas.responses import DeploymentResponse
 
+    from pipe.bitbucket.reporter import Reporter
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 # How long a cancellation (on timeout or stop) may take before the pipe gives up on confirming it.
 CANCEL_GRACE_SECONDS = 10.0
+# How long a stopped step waits for Bitbucket to take the final status and report.
+STOP_REPORT_SECONDS = 3.0
 
 
 @dataclass
@@ -75,20 +80,20 @@ class Plan:
 
 async def run(config: Config) -> int:
     """Run ACTION and return the exit code (errors are raised as PipeError)."""
-    meta = CommitMetadata.from_env(config.env)
     credential = authenticate(config)
     try:
-        if config.action in ("deploy", "deploy-and-run"):
+        targets = config.targets
+        if config.deploys:
             names = await deploy_in_thread(config, credential)
             if config.action == "deploy" or config.dry_run:
                 verb = "would be deployed (DRY_RUN)" if config.dry_run else "deployed"
                 console.success(f"{', '.join(names)} {verb}")
                 return 0
-            config = run_what_was_deployed(config, names)
+            targets = what_was_deployed(targets, names)
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-            plans = await resolve(config, api, meta)
+            plans = await resolve(config, api, targets)
             if config.dry_run:
-                show_dry_run(config, plans)
+                presentation.dry_run(config, plans)
                 return 0
             try:
                 return await trigger_and_follow(config, api, plans)
@@ -98,16 +103,16 @@ async def run(config: Config) -> int:
         credential.close()
 
 
-async def resolve(config: Config, api: PrefectApi, meta: CommitMetadata) -> list[Plan]:
+async def resolve(config: Config, api: PrefectApi, targets: list[Target]) -> list[Plan]:
     """Read every deployment and check every request first: bad input creates nothing."""
-    deployments = await asyncio.gather(*(api.read_deployment(target.ref) for target in config.targets))
+    deployments = await asyncio.gather(*(api.read_deployment(target.ref) for target in targets))
     plans = []
-    for target, deployment in zip(config.targets, deployments, strict=True):
+    for target, deployment in zip(targets, deployments, strict=True):
         label = target.ref.text if not target.ref.is_id else await api.deployment_label(deployment)
         try:
-            request = build_request(config, target, deployment, meta)
+            request = build_request(config, target, deployment, label if len(targets) > 1 else None)
         except ParameterError as exc:
-            if len(config.targets) == 1:
+            if len(targets) == 1:
                 raise
             raise ParameterError(f"{label}: {exc.message}", exc.fix) from None
         plans.append(Plan(label, deployment, request))
@@ -126,74 +131,65 @@ async def deploy_in_thread(config: Config, credential: Credential) -> list[str]:
         raise
 
 
-def run_what_was_deployed(config: Config, names: list[str]) -> Config:
+def what_was_deployed(targets: list[Target], names: list[str]) -> list[Target]:
     """deploy-and-run runs each deployment by the name Prefect registered (DEPLOYMENT may be a bare name
     or use the function's name); deploy() returns one name per DEPLOYMENT/DEPLOYMENTS entry, in order."""
-    refs = [DeploymentRef(text=name) for name in names]
-    targets = [dataclasses.replace(target, ref=ref) for target, ref in zip(config.targets, refs, strict=True)]
-    return dataclasses.replace(config, deployment=refs[0] if len(refs) == 1 else None, targets=targets)
+    return [
+        dataclasses.replace(target, ref=DeploymentRef(text=name)) for target, name in zip(targets, names, strict=True)
+    ]
 
 
-def build_request(config: Config, target: Target, deployment: DeploymentResponse, meta: CommitMetadata) -> RunRequest:
+def build_request(
+    config: Config, target: Target, deployment: DeploymentResponse, fan_out_label: str | None = None
+) -> RunRequest:
+    """The run request for one deployment; ``fan_out_label`` (several deployments in one step) goes into
+    the default run name."""
+    build = config.build
     schema = deployment.parameter_openapi_schema
-    commit = parameters.commit_values(schema, meta.parameters()) if config.commit_parameters else {}
+    commit = parameters.commit_values(schema, build.parameters()) if config.commit_parameters else {}
     user = {**config.parameters, **target.parameters}  # a DEPLOYMENTS entry's own parameters win
     params = parameters.resolve(schema, deployment.parameters, user, commit)
     return RunRequest(
         parameters=params,
-        tags=list(dict.fromkeys([*config.tags, *meta.tags()])),
-        name=config.flow_run_name or meta.default_run_name(),
-        idempotency_key=idempotency_key(config, meta, str(deployment.id)),
-        labels=meta.labels(),
+        tags=list(dict.fromkeys([*config.tags, *build.tags()])),
+        name=config.flow_run_name or build.default_run_name(fan_out_label),
+        idempotency_key=idempotency_key(config.idempotency_key, build, str(deployment.id)),
+        labels=build.labels(),
         job_variables=config.job_variables,
         work_queue_name=config.work_queue_name,
     )
 
 
-def idempotency_key(config: Config, meta: CommitMetadata, deployment_id: str) -> str:
+def idempotency_key(user_key: str | None, build: Build, deployment_id: str) -> str:
     """One run per step attempt: Bitbucket's "Rerun failed steps" bumps the run number and so
     starts a fresh run, while a retried request within the attempt finds the run it created.
     Prefect scopes keys per flow, so the deployment id is part of the key."""
-    if config.idempotency_key:
-        base = f"user:{config.idempotency_key}"
-    elif meta.pipeline_uuid and meta.step_uuid:
-        base = f"bitbucket:{meta.pipeline_uuid}:{meta.step_uuid}:{meta.step_run_number or '1'}"
+    if user_key:
+        base = f"user:{user_key}"
+    elif build.pipeline_uuid and build.step_uuid:
+        base = f"bitbucket:{build.pipeline_uuid}:{build.step_uuid}:{build.step_run_number or '1'}"
     else:
         base = f"local:{uuid.uuid4()}"
     return f"prefect-trigger:{deployment_id}:{base}"
 
 
-def show_dry_run(config: Config, plans: list[Plan]) -> None:
-    from pipe import identity
-
-    for line in identity.describe(config.variables, config.env):
-        console.info(line)
-    for plan in plans:
-        console.info(f"DRY_RUN: deployment {plan.label} ({plan.deployment.id}) resolved; nothing was created")
-        body = json.dumps(plan.request.create_fields(), indent=2, sort_keys=True, default=str)
-        console.plain(f"Would create a flow run of {plan.label} with:\n{body}")
-    what = "the deployment exists" if len(plans) == 1 else f"all {len(plans)} deployments exist"
-    console.success(f"Dry run passed: {what} and the parameters match")
-
-
 async def trigger_and_follow(config: Config, api: PrefectApi, plans: list[Plan]) -> int:
     reporter = _reporter(config)
     runs = await create_all(api, plans)
-    for run in runs:
-        outputs.write(config.env, run, None)
-    await asyncio.gather(*(asyncio.to_thread(reporter.run_started, run) for run in runs))  # blocking HTTP
-    if not config.wait:
-        for run in runs:
-            console.success(f"Flow run {run.flow_run_name} created (WAIT=false): {run.flow_run_url}")
-        return 0
-
+    outputs.write(config.outputs, [(run, None) for run in runs])
     try:
+        started = functools.partial(reporter.run_started, awaited=config.wait)
+        await asyncio.gather(*(in_background(started, run) for run in runs))  # blocking HTTP
+        if not config.wait:
+            for run in runs:
+                console.success(f"Flow run {run.flow_run_name} created (WAIT=false): {run.flow_run_url}")
+            return 0
         results = await wait_for_all(config, api, runs)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError:  # the step is being stopped: cancel what was created
         results = await for_each(api, runs, lambda run: stop(api, run))
-        await finish_all(config, reporter, results)
+        await finish_all(config, reporter, results, stopping=True)
         names = ", ".join(r.run.flow_run_name for r in results)
-        raise Stopped(f"The step was stopped; flow run {names} {_stop_note(results)}") from None
+        raise Stopped(f"The step was stopped; flow run {names} {presentation.stop_note(results)}") from None
 
     await finish_all(config, reporter, results)
     return verdict(config, results)
@@ -220,7 +216,9 @@ async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
                     raise
                 results = [await stop(api, run) for run in runs]
                 names = ", ".join(run.flow_run_name for run in runs)
-                raise Stopped(f"The step was stopped while creating flow runs; {names} {_stop_note(results)}") from None
+                raise Stopped(
+                    f"The step was stopped while creating flow runs; {names} {presentation.stop_note(results)}"
+                ) from None
     runs = [c for c in created if isinstance(c, RunInfo)]
     errors = [c for c in created if isinstance(c, BaseException)]
     if errors:
@@ -264,9 +262,9 @@ async def wait_for_all(config: Config, api: PrefectApi, runs: list[RunInfo]) -> 
     """Follow every run on one events and one logs subscription; then cancel what outlived TIMEOUT
     (CANCEL_ON_TIMEOUT) and name the task that failed each failed run."""
     ids = [uuid.UUID(run.flow_run_id) for run in runs]
-    prefixes = {id_: f"[{run.deployment_name}]" for id_, run in zip(ids, runs, strict=True)} if len(runs) > 1 else {}
+    labels = {id_: run.deployment_name for id_, run in zip(ids, runs, strict=True)} if len(runs) > 1 else {}
     deadline = time.monotonic() + config.timeout
-    outcomes = await Waiter(api, ids, deadline, stream_logs=config.stream_logs, prefixes=prefixes).wait()
+    outcomes = await Waiter(api, ids, deadline, stream_logs=config.stream_logs, labels=labels).wait()
     results = []
     for id_, info in zip(ids, runs, strict=True):
         result = _result(info, outcomes[id_].flow_run)
@@ -310,13 +308,13 @@ def verdict(config: Config, results: list[RunResult]) -> int:
         if not failed:
             console.success(f"All {len(results)} flow runs completed")
             return 0
-        names = ", ".join(f"{r.run.deployment_name} ({_state_label(r)})" for r in failed)
+        names = ", ".join(f"{r.run.deployment_name} ({presentation.state_label(r)})" for r in failed)
         error = WaitTimeout if all(r.timed_out for r in failed) else RunFailed
         raise error(f"{len(failed)} of {len(results)} flow runs did not complete: {names}")
     [result] = results
     info = result.run
     if result.succeeded:
-        console.success(f"Flow run {info.flow_run_name} completed in {_duration(result.duration_seconds)}")
+        console.success(f"Flow run {info.flow_run_name} completed in {presentation.duration(result.duration_seconds)}")
         return 0
     if result.timed_out:
         note = "cancellation requested" if result.cancel_requested else "left running (CANCEL_ON_TIMEOUT=false)"
@@ -326,14 +324,6 @@ def verdict(config: Config, results: list[RunResult]) -> int:
         )
     detail = f": {result.state_message}" if result.state_message else ""
     raise RunFailed(f"Flow run {info.flow_run_name} ended {result.state_name}{detail}")
-
-
-def _state_label(result: RunResult) -> str:
-    if result.timed_out:
-        return f"timed out after TIMEOUT, {result.state_name}"
-    if result.stopped:
-        return "step stopped"
-    return result.state_name
 
 
 def _result(info: RunInfo, flow_run: FlowRun) -> RunResult:
@@ -352,76 +342,18 @@ def _result(info: RunInfo, flow_run: FlowRun) -> RunResult:
     )
 
 
-async def finish_all(config: Config, reporter: Any, results: list[RunResult]) -> None:
-    for result in results:
-        outputs.write(config.env, result.run, result)
-    if len(results) == 1:
-        summary(results[0])
-    else:
-        table(results)
-    await asyncio.gather(*(asyncio.to_thread(reporter.run_finished, result) for result in results))
+async def finish_all(config: Config, reporter: Reporter, results: list[RunResult], *, stopping: bool = False) -> None:
+    outputs.write(config.outputs, [(result.run, result) for result in results])
+    presentation.outcome(results)
+    reports = asyncio.gather(*(in_background(reporter.run_finished, result) for result in results))
+    try:
+        # Each report call has its own deadline; a stopped step gives them only a moment.
+        await asyncio.wait_for(reports, STOP_REPORT_SECONDS if stopping else None)
+    except TimeoutError:
+        console.warning("Bitbucket was not told how the run ended: the step is stopping")
 
 
-def summary(result: RunResult) -> None:
-    run = result.run
-    rows = [
-        ("Deployment", run.deployment_name),
-        ("Flow run", f"{run.flow_run_name} ({run.flow_run_id})"),
-        (
-            "State",
-            result.state_name
-            + (" (timed out)" if result.timed_out else "")
-            + (" (step stopped)" if result.stopped else ""),
-        ),
-        ("Duration", _duration(result.duration_seconds)),
-        ("Link", run.flow_run_url),
-    ]
-    if not result.succeeded and result.state_message:
-        rows.append(("Error", result.state_message))
-    if result.failing_task:
-        rows.append(("Failed task", result.failing_task))
-    width = max(len(k) for k, _ in rows)
-    rule = "─" * 60
-    console.plain(rule)
-    for key, value in rows:
-        console.plain(f" {key:<{width}}  {value}")
-    console.plain(rule)
-
-
-def table(results: list[RunResult]) -> None:
-    """One screen for many runs: a row each, then the errors."""
-    rows = [("Deployment", "State", "Duration", "Link")]
-    rows += [
-        (r.run.deployment_name, _state_label(r), _duration(r.duration_seconds), r.run.flow_run_url) for r in results
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    rule = "─" * (sum(widths) + 6 + max(len(row[3]) for row in rows))
-    console.plain(rule)
-    for row in rows:
-        console.plain(f" {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
-    for r in results:
-        if not r.succeeded and (r.state_message or r.failing_task):
-            task = f" (task {r.failing_task})" if r.failing_task else ""
-            console.plain(f" {r.run.deployment_name}{task}: {r.state_message or r.state_name}")
-    console.plain(rule)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}m{secs:02d}s"
-
-
-def _stop_note(results: list[RunResult]) -> str:
-    if all(r.cancel_requested for r in results):
-        return "was cancelled" if len(results) == 1 else "were cancelled"
-    return "may still be running"
-
-
-def _reporter(config: Config) -> Any:
+def _reporter(config: Config) -> Reporter:
     from pipe.bitbucket import Reporter
 
-    return Reporter.from_config(config.variables, config.env)
+    return Reporter.from_config(config.report, config.build)

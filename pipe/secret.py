@@ -47,7 +47,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str:
         raise TypeError("a Secret cannot be pickled")
 
 
@@ -69,3 +69,17 @@ def mask(text: str, extra: Iterable[str] = ()) -> str:
         if value and value in text:
             text = text.replace(value, _REDACTED)
     return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{_REDACTED}@", text)
+
+
+# Names that hold a credential: a value is masked from the start, and never handed to a subprocess
+# or written anywhere unless the pipe means to.
+_SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|PRIVATE|CREDENTIAL|AUTH|(^|_)KEY($|_)", re.IGNORECASE)
+# ...except names that say where a secret is (the pipe's references, endpoints, audiences), not what it is.
+_LOCATORS = ("PREFECT_API_KEY_SECRET", "PREFECT_API_AUTH_STRING_SECRET", "IDEMPOTENCY_KEY")
+_LOCATOR_SUFFIXES = ("_URL", "_ENDPOINT", "_AUDIENCE", "_SCOPE", "_CLIENT_ID", "_PATH")
+
+
+def looks_secret(name: str) -> bool:
+    """Whether an environment variable's name says it holds a credential."""
+    upper = name.upper()
+    return bool(_SECRET_NAME.search(name)) and upper not in _LOCATORS and not upper.endswith(_LOCATOR_SUFFIXES)

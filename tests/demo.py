@@ -7,8 +7,8 @@ import subprocess
 import sys
 import tempfile
 
-from tests.conftest import BITBUCKET_ENV, ROOT
-from tests.prefect_server import start_server
+from tests.support.pipe import BITBUCKET_ENV, ROOT
+from tests.support.prefect_server import start_server
 
 
 def main() -> int:

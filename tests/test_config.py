@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipe import config
+from pipe import config, urls
 from pipe.errors import ConfigError
 
 BASE = {"PREFECT_API_URL": "https://prefect.example.com/api", "DEPLOYMENT": "etl/prod"}
@@ -19,7 +19,7 @@ def test_defaults() -> None:
     assert cfg.action == "run"
     assert cfg.wait is True and cfg.stream_logs is True and cfg.commit_parameters is True
     assert cfg.timeout == 3600 and cfg.cancel_on_timeout is True and cfg.dry_run is False
-    assert cfg.deployment == config.DeploymentRef(text="etl/prod")
+    assert cfg.targets == [config.Target(config.DeploymentRef(text="etl/prod"))]
     assert cfg.parameters == {} and cfg.job_variables is None and cfg.tags == []
 
 
@@ -38,7 +38,7 @@ def test_values_are_typed() -> None:
     assert cfg.parameters == {"n": 3, "name": "x"}
     assert cfg.job_variables == {"env": {"A": "1"}}
     assert cfg.tags == ["etl", "nightly"]
-    assert cfg.deployment is not None and cfg.deployment.is_id
+    assert [t.ref.is_id for t in cfg.targets] == [True]
 
 
 def test_secrets_are_redacted_in_repr() -> None:
@@ -91,5 +91,52 @@ def test_password_in_url_is_not_echoed() -> None:
 
 
 def test_loopback_detection() -> None:
-    assert config.is_loopback("127.0.0.1") and config.is_loopback("localhost") and config.is_loopback("::1")
-    assert not config.is_loopback("10.0.0.1") and not config.is_loopback("prefect.example.com")
+    assert urls.is_loopback("127.0.0.1") and urls.is_loopback("localhost") and urls.is_loopback("::1")
+    assert not urls.is_loopback("10.0.0.1") and not urls.is_loopback("prefect.example.com")
+
+
+def test_only_config_reads_the_environment() -> None:
+    """Config is the one typed input: every other module gets what it needs passed down."""
+    import ast
+    from pathlib import Path
+
+    package = Path(config.__file__).parent
+    readers = []
+    for path in sorted(package.rglob("*.py")):
+        if path == Path(config.__file__):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "environb", "getenv", "putenv"):
+                readers.append(f"{path.relative_to(package.parent)}:{node.lineno} os.{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "os":
+                names = {alias.name for alias in node.names} & {"environ", "environb", "getenv"}
+                readers += [f"{path.relative_to(package.parent)}:{node.lineno} from os import {n}" for n in names]
+    assert readers == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "tags"),
+    [
+        ({"TAGS": "release"}, ["release"]),
+        ({"TAGS": '["a", "b"]'}, ["a", "b"]),
+        ({"TAGS": "  "}, []),
+        ({"TAGS_COUNT": "1", "TAGS_0": "listed", "TAGS": "ignored"}, ["listed"]),
+    ],
+    ids=["scalar", "json-list", "blank", "yaml-list-wins"],
+)
+def test_a_single_value_where_a_list_is_expected_is_a_one_item_list(extra: dict[str, str], tags: list[str]) -> None:
+    assert load(**extra).tags == tags
+
+
+def test_a_single_deployments_value_runs_that_deployment() -> None:
+    cfg = config.load({**BASE, "DEPLOYMENT": "", "DEPLOYMENTS": "etl/a"})
+    assert [(t.ref.text, t.source) for t in cfg.targets] == [("etl/a", "DEPLOYMENTS item 0")]
+    cfg = config.load(
+        {**BASE, "DEPLOYMENT": "", "DEPLOYMENTS": '["etl/a", {"deployment": "etl/b", "parameters": {"n": 1}}]'}
+    )
+    assert [(t.ref.text, t.parameters) for t in cfg.targets] == [("etl/a", {}), ("etl/b", {"n": 1})]
+
+
+def test_a_broken_json_list_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="TAGS starts with \\[ but is not a JSON list"):
+        load(TAGS="[release")

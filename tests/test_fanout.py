@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PrefectInspector, run_pipe
-from tests.counting_proxy import CountingProxy
-from tests.prefect_server import PrefectServer
+from tests.support.pipe import run_pipe
+from tests.support.prefect_server import PrefectInspector, PrefectServer
+from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.prefect
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BITBUCKET_ENV, PipeResult, PrefectInspector, assert_no_secrets, run_pipe
-from tests.counting_proxy import CountingProxy
-from tests.prefect_server import PrefectServer, free_port
+from tests.support.leaks import assert_no_secrets
+from tests.support.pipe import BITBUCKET_ENV, PipeResult, run_pipe
+from tests.support.prefect_server import PrefectInspector, PrefectServer
+from tests.support.processes import free_port
+from tests.support.proxy import CountingProxy
 
 pytestmark = pytest.mark.prefect
 

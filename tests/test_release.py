@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.pipe import ROOT
 
 VENV_BIN = Path(sys.executable).parent
 IMAGE = "org/prefect-trigger"

@@ -11,6 +11,7 @@ deadline, and once a call has used up its retries the next calls get one try eac
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import requests
 from requests.auth import AuthBase
 
 from pipe.bitbucket.auth import BitbucketAuth
+from pipe.deadlines import DeadlineExceeded, call_within
 from pipe.errors import PipeError
 
 # The only host the Pipelines auth proxy serves, and only over plain http (the proxy adds the auth).
@@ -104,7 +106,8 @@ class BitbucketApi:
             remaining = max(0.1, deadline - time.monotonic())
             pause = policy.backoff * 2 ** (attempt - 1)
             try:
-                response = self._session.request(
+                request = functools.partial(
+                    self._session.request,
                     method,
                     self.base_url + path,
                     json=body,
@@ -113,7 +116,9 @@ class BitbucketApi:
                     timeout=(min(policy.connect_timeout, remaining), min(policy.read_timeout, remaining)),
                     allow_redirects=False,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                # The read timeout restarts with every byte; this bounds the whole answer.
+                response = call_within(remaining, request, f"{method} {self._where()}")
+            except (requests.ConnectionError, requests.Timeout, DeadlineExceeded) as exc:
                 problem, status = f"{self._where()} could not be reached ({_reason(exc)})", None
                 transient = True
             except requests.RequestException as exc:
@@ -137,7 +142,7 @@ class BitbucketApi:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, requests.Timeout | DeadlineExceeded):
         return "timed out"
     if isinstance(exc, requests.exceptions.ProxyError):
         return "cannot connect to the proxy"

@@ -31,7 +31,7 @@ class BitbucketAuth:
 
 @dataclass(frozen=True)
 class AuthResolution:
-    auth: BitbucketAuth | None
+    auth: BitbucketAuth | None = None
     # Why there is no credential, when a variable of a pair is set alone (said once in the build log).
     problem: str | None = None
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from pipe.remote_text import one_line
+
 STATUS_KEY = 40  # Cloud: "key: Ensure this value has at most 40 characters"
 STATUS_NAME = 255
 STATUS_DESCRIPTION = 255
@@ -23,16 +25,14 @@ DATA_FIELDS = 10
 DATA_TITLE = 50
 DATA_TEXT = 450
 
-STATUS_STATES = ("INPROGRESS", "SUCCESSFUL", "FAILED", "STOPPED")
-REPORT_RESULTS = ("PASSED", "FAILED", "PENDING")
-
 _ELLIPSIS = "…"
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters with an ellipsis when it is longer."""
-    text = " ".join(text.split())
+    """``text`` on one line, control characters made visible (it may be a flow's text), cut to ``limit``
+    characters with an ellipsis when it is longer."""
+    text = one_line(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1].rstrip() + _ELLIPSIS
 
 

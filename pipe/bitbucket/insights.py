@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipe.bitbucket import fields
-from pipe.bitbucket.context import BuildContext
 from pipe.bitbucket.verdict import Verdict
+from pipe.build import Build
 from pipe.outcome import RunInfo, RunResult
 from pipe.secret import mask
 
@@ -24,7 +24,7 @@ def report_id(deployment_name: str) -> str:
     return fields.stable_id(ID_PREFIX, deployment_name, fields.REPORT_ID)
 
 
-def path(build: BuildContext, run: RunInfo) -> str:
+def path(build: Build, run: RunInfo) -> str:
     return f"{build.commit_path}/reports/{report_id(run.deployment_name)}"
 
 

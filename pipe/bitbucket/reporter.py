@@ -4,26 +4,26 @@ Reporting is a courtesy, never a reason for a build to change its outcome: every
 everything, retries only what is transient (in :mod:`pipe.bitbucket.api`), and says what went wrong in
 one warning line per run. Where a report goes:
 
-- with a credential, statuses and the report go straight to ``BITBUCKET_API_URL``;
-- without one, statuses are skipped (Bitbucket documents no credential-free way for them) and,
-  inside Pipelines, the report goes through the Pipelines auth proxy, authless;
+- inside Pipelines the report goes through the Pipelines auth proxy, authless (as the toolkit sends
+  it: a repository access token, even with every scope, may be refused on report uploads);
+- with a credential, statuses go to ``BITBUCKET_API_URL`` (the proxy serves no statuses), and so does the
+  report outside Pipelines;
+- without one, statuses are skipped (Bitbucket documents no credential-free way for them);
 - outside Bitbucket, or with ``REPORT: 'false'``, nothing is sent.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Callable, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable
 
 from pipe import console
-from pipe.bitbucket import auth, insights, statuses
+from pipe.bitbucket import insights, statuses
 from pipe.bitbucket.api import BitbucketApi, BitbucketApiError, RetryPolicy
-from pipe.bitbucket.context import BuildContext
-from pipe.bitbucket.variables import DEFAULT_API_URL, DEFAULT_PIPELINES_PROXY
-from pipe.bitbucket.verdict import STARTED, Verdict, judge
+from pipe.bitbucket.settings import ReportSettings
+from pipe.bitbucket.verdict import NOT_AWAITED, STARTED, Verdict, judge
+from pipe.build import Build
 from pipe.outcome import RunInfo, RunResult
+from pipe.urls import plain_http_to_remote
 
 _CREDENTIAL_HINT = "set BITBUCKET_ACCESS_TOKEN (or ATLASSIAN_ACCOUNT_EMAIL + ATLASSIAN_API_TOKEN) as secured variables"
 
@@ -33,7 +33,7 @@ class Reporter:
 
     def __init__(
         self,
-        build: BuildContext | None = None,
+        build: Build | None = None,
         statuses_api: BitbucketApi | None = None,
         insights_api: BitbucketApi | None = None,
         notes: tuple[Callable[[str], None], str] | None = None,
@@ -47,31 +47,26 @@ class Reporter:
         self._warned = False
 
     @classmethod
-    def from_config(
-        cls, variables: Mapping[str, Any], env: Mapping[str, str], *, retry: RetryPolicy | None = None
-    ) -> Reporter:
-        """``variables`` are the validated schema values, ``env`` the raw environment. Never raises."""
+    def from_config(cls, settings: ReportSettings, build: Build, *, retry: RetryPolicy | None = None) -> Reporter:
+        """A reporter for ``build`` as ``settings`` say. Never raises."""
         try:
-            return cls._from_config(variables, env, retry)
+            return cls._from_config(settings, build, retry)
         except Exception as exc:  # reporting must not stop a run from starting
             console.warning(f"Bitbucket reporting is off: its configuration failed ({type(exc).__name__})")
             return cls()
 
     @classmethod
-    def _from_config(cls, variables: Mapping[str, Any], env: Mapping[str, str], retry: RetryPolicy | None) -> Reporter:
-        if str(variables.get("REPORT", True)).strip().lower() == "false":
-            return cls()
-        build = BuildContext.from_env(env)
-        if build is None:
+    def _from_config(cls, settings: ReportSettings, build: Build, retry: RetryPolicy | None) -> Reporter:
+        if not settings.enabled or not build.reportable:
             return cls()
 
-        resolution = auth.resolve(variables)
-        api_url = variables.get("BITBUCKET_API_URL") or DEFAULT_API_URL
-        credential = resolution.auth
-        problem = resolution.problem
-        if credential and _plain_http_to_remote(api_url):
+        api_url = settings.api_url
+        credential = settings.auth.auth
+        problem = settings.auth.problem
+        if credential and plain_http_to_remote(api_url):
             problem = "BITBUCKET_API_URL uses plain http:// to a remote host, so the credential is not sent"
             credential = None
+        proxy = BitbucketApi.via_proxy(settings.pipelines_proxy, retry) if build.in_pipelines else None
         if credential:
             api = BitbucketApi.direct(api_url, credential, retry)
             note = None
@@ -81,27 +76,24 @@ class Reporter:
                     "Bitbucket app passwords are deprecated: replace BITBUCKET_USERNAME + BITBUCKET_APP_PASSWORD "
                     "with ATLASSIAN_ACCOUNT_EMAIL + ATLASSIAN_API_TOKEN",
                 )
-            return cls(build, api, api, note, credential.source)
+            # Reports go through the proxy whenever there is one: repository access tokens with every scope
+            # have been refused (403) on report uploads. The proxy serves no build statuses, so those keep the credential.
+            return cls(build, api, proxy or api, note, credential.source)
 
-        proxy = variables.get("BITBUCKET_PIPELINES_PROXY") or DEFAULT_PIPELINES_PROXY
-        insights_api = BitbucketApi.via_proxy(proxy, retry) if build.in_pipelines else None
         where = (
             "the Code Insights report goes through the Pipelines proxy"
-            if insights_api
+            if proxy
             else "no Code Insights report either (outside Pipelines)"
         )
         reason = f" ({problem})" if problem else ""
         message = f"Bitbucket build statuses skipped: no credential{reason}; {where}"
-        return cls(build, None, insights_api, (console.info, f"{message}. To get statuses, {_CREDENTIAL_HINT}"))
+        return cls(build, None, proxy, (console.info, f"{message}. To get statuses, {_CREDENTIAL_HINT}"))
 
-    @property
-    def active(self) -> bool:
-        return self._build is not None and bool(self._statuses_api or self._insights_api)
-
-    def run_started(self, run: RunInfo) -> None:
-        """INPROGRESS status and a PENDING report, with the flow run's link."""
+    def run_started(self, run: RunInfo, *, awaited: bool = True) -> None:
+        """INPROGRESS status and a PENDING report, with the flow run's link; for a run that will not be
+        awaited (WAIT=false), a final status and report that say so."""
         try:
-            self._report(run, STARTED, None)
+            self._report(run, STARTED if awaited else NOT_AWAITED, None)
         except Exception as exc:  # a reporting bug must not fail a build that should pass
             self._warn(f"Could not report the run to Bitbucket ({type(exc).__name__})")
 
@@ -179,16 +171,3 @@ def _detail(verdict: Verdict, result: RunResult | None) -> str | None:
     if result.failing_task:
         return f"task {result.failing_task}" + (f": {message}" if message else "")
     return message or None
-
-
-def _plain_http_to_remote(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        return False
-    host = parts.hostname or ""
-    if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipe.bitbucket import fields
-from pipe.bitbucket.context import BuildContext
 from pipe.bitbucket.verdict import Verdict
+from pipe.build import Build
 from pipe.outcome import RunInfo
 from pipe.secret import mask
 
@@ -21,11 +21,11 @@ def status_key(deployment_name: str) -> str:
     return fields.stable_id(KEY_PREFIX, deployment_name, fields.STATUS_KEY)
 
 
-def path(build: BuildContext) -> str:
+def path(build: Build) -> str:
     return f"{build.commit_path}/statuses/build"
 
 
-def payload(build: BuildContext, run: RunInfo, verdict: Verdict, detail: str | None = None) -> dict[str, Any]:
+def payload(build: Build, run: RunInfo, verdict: Verdict, detail: str | None = None) -> dict[str, Any]:
     description = f"Flow run {run.flow_run_name} {verdict.phrase}"
     if detail:
         description = f"{description}: {detail}"
@@ -36,7 +36,7 @@ def payload(build: BuildContext, run: RunInfo, verdict: Verdict, detail: str | N
         "description": fields.clip(mask(description), fields.STATUS_DESCRIPTION),
         # Bitbucket needs a URL; a cut one would be broken, so the pipeline's page stands in.
         "url": fields.http_url(run.flow_run_url, fields.STATUS_URL)
-        or fields.http_url(build.pipeline_url, fields.STATUS_URL)
+        or fields.http_url(build.results_url, fields.STATUS_URL)
         or f"https://bitbucket.org/{build.workspace}/{build.repo_slug}",
     }
     if build.refname:

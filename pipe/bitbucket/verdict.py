@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipe.durations import format_duration
 from pipe.outcome import RunResult
 
 _CANCELLED = ("CANCELLED", "CANCELLING")
@@ -18,6 +19,9 @@ class Verdict:
 
 
 STARTED = Verdict("INPROGRESS", "PENDING", "was created; the pipe is waiting for it to finish")
+# WAIT=false: the step's work (creating the run) is done and nothing will update the report later, so
+# neither stays pending; both say the run was not awaited.
+NOT_AWAITED = Verdict("SUCCESSFUL", "PASSED", "was created and not awaited (WAIT=false); see the run in Prefect")
 
 
 def judge(result: RunResult) -> Verdict:
@@ -40,19 +44,3 @@ def judge(result: RunResult) -> Verdict:
         return Verdict("FAILED", "FAILED", f"{word}{after}", failed=True)
     # The pipe stopped following a run that has not finished (WAIT=false): it is still in progress.
     return Verdict("INPROGRESS", "PENDING", f"is {result.state_name or result.state_type} (not waited for)")
-
-
-def format_duration(seconds: float | None) -> str:
-    """``850ms``, ``12s``, ``3m 05s``, ``1h 02m``; empty when unknown."""
-    if seconds is None or seconds < 0:
-        return ""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"

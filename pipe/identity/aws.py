@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from pipe.credentials import Credential
+from pipe.credentials import Credential, check_fetched
 from pipe.errors import IdentityError
 from pipe.identity import references, retry
 from pipe.identity.oidc_token import StepToken
@@ -49,11 +49,7 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
         else:
             raw, where = _get_parameter(aws, keys, ref.path), f"AWS SSM parameter {ref.path} ({aws.region})"
     value = references.pick(ref, raw, where)
-    if settings.kind == "auth_string" and ":" not in value.reveal():
-        raise IdentityError(
-            f"{where} holds a value that is not of the form user:password",
-            "store 'user:password', or use PREFECT_API_KEY_SECRET for an API key",
-        )
+    check_fetched(settings.kind, value, where)
     return Credential(
         kind=settings.kind,
         value=value,
@@ -109,15 +105,15 @@ def _assume_role(aws: AwsSettings, token: StepToken) -> dict[str, Secret]:
         )
         return sts.assume_role_with_web_identity(WebIdentityToken=token.value.reveal(), **params)
 
-    try:
-        response = retry.call(hop, attempt, _transient)
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}",
-            "AWS could not be reached or could not reach Bitbucket's OIDC endpoint; rerun the step",
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(f"{hop} refused the step token: {_reason(exc)}", _sts_fix(aws, token, exc)) from exc
+    response = retry.hop(
+        hop,
+        attempt,
+        _transient,
+        reason=_reason,
+        unreachable="AWS could not be reached or could not reach Bitbucket's OIDC endpoint; rerun the step",
+        fix=lambda exc: _sts_fix(aws, token, exc),
+        refused="refused the step token",
+    )
     creds = response["Credentials"]
     # Wrapped at once: from here on they are masked wherever they might appear.
     return {
@@ -219,14 +215,14 @@ def _get_parameter(aws: AwsSettings, keys: dict[str, Secret], name: str) -> str:
 
 
 def _read(hop: str, attempt: Any, aws: AwsSettings, fix_for: Any) -> Any:
-    try:
-        return retry.call(hop, attempt, _transient)
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}", "rerun the step; check the AWS service health"
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(f"{hop} failed: {_reason(exc)}", fix_for(_code(exc))) from exc
+    return retry.hop(
+        hop,
+        attempt,
+        _transient,
+        reason=_reason,
+        unreachable="rerun the step; check the AWS service health",
+        fix=lambda exc: fix_for(_code(exc)),
+    )
 
 
 def _transient(exc: BaseException) -> bool:

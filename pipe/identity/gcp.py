@@ -19,7 +19,7 @@ import binascii
 import json
 from typing import Any
 
-from pipe.credentials import Credential
+from pipe.credentials import Credential, check_fetched
 from pipe.errors import IdentityError
 from pipe.identity import references, retry
 from pipe.identity.oidc_token import StepToken
@@ -48,6 +48,9 @@ def credential_config(gcp: GcpSettings, token_file: str) -> dict[str, Any]:
     return info
 
 
+_GCP_UNREACHABLE = "rerun the step; check Google Cloud's status"
+
+
 def obtain(settings: Settings, token: StepToken) -> Credential:
     gcp, ref = settings.gcp, settings.ref
     assert gcp is not None and ref is not None
@@ -58,11 +61,7 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
         config_file = files.write("credentials.json", json.dumps(info, indent=2))
         credentials = _federate(gcp, token, info)
         value = _access(gcp, ref, credentials)
-        if settings.kind == "auth_string" and ":" not in value.reveal():
-            raise IdentityError(
-                f"Google Secret Manager secret {ref.gcp_version_name} holds a value that is not of the form user:password",
-                "store 'user:password', or use PREFECT_API_KEY_SECRET for an API key",
-            )
+        check_fetched(settings.kind, value, f"Google Secret Manager secret {ref.gcp_version_name}")
     except BaseException:
         files.remove()
         raise
@@ -80,20 +79,30 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
     return credential
 
 
-def _request(timeout: float) -> Any:
+def _request(limit: float) -> Any:
     """A google-auth transport with our timeout that remembers the last HTTP status (for retry decisions)."""
     from google.auth.transport.requests import Request
 
-    class _Recording(Request):  # type: ignore[misc]
+    class _Recording(Request):
         status: int | None = None
 
-        def __call__(self, url: str, method: str = "GET", body: Any = None, headers: Any = None, **kwargs: Any) -> Any:
-            kwargs["timeout"] = timeout
-            response = super().__call__(url, method=method, body=body, headers=headers, **kwargs)
+        def __call__(
+            self,
+            url: Any,
+            method: Any = "GET",
+            body: Any = None,
+            headers: Any = None,
+            timeout: Any = None,
+            **kwargs: Any,
+        ) -> Any:
+            kwargs["allow_redirects"] = False  # google-auth would re-post the step token to any 3xx target
+            response = super().__call__(url, method=method, body=body, headers=headers, timeout=limit, **kwargs)
             self.status = response.status
+            if 300 <= response.status < 400:
+                raise retry.Redirected(response.status, response.headers.get("Location"))
             return response
 
-    return _Recording()
+    return _Recording(retry.session())
 
 
 def _federate(gcp: GcpSettings, token: StepToken, info: dict[str, Any]) -> Any:
@@ -112,14 +121,15 @@ def _federate(gcp: GcpSettings, token: StepToken, info: dict[str, Any]) -> Any:
     def transient(exc: BaseException) -> bool:
         return _transient(exc, getattr(last.get("request"), "status", None))
 
-    try:
-        retry.call(hop, attempt, transient)
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}", "rerun the step; check Google Cloud's status"
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(f"{hop} refused the step token: {_reason(exc)}", _federation_fix(gcp, token, exc)) from exc
+    retry.hop(
+        hop,
+        attempt,
+        transient,
+        reason=_reason,
+        unreachable=_GCP_UNREACHABLE,
+        fix=lambda exc: _federation_fix(gcp, token, exc),
+        refused="refused the step token",
+    )
     register(credentials.token)
     return credentials
 
@@ -148,22 +158,31 @@ def _access(gcp: GcpSettings, ref: SecretRef, credentials: Any) -> Secret:
     name = ref.gcp_version_name
     url = f"{gcp.secret_manager_url}/v1/{name}:access"
     hop = f"Google Secret Manager access of {name}"
-    session = AuthorizedSession(credentials, refresh_timeout=retry.ATTEMPT_TIMEOUT, max_refresh_attempts=1)
+    session = AuthorizedSession(
+        credentials,
+        refresh_timeout=retry.ATTEMPT_TIMEOUT,
+        max_refresh_attempts=1,
+        auth_request=_request(retry.ATTEMPT_TIMEOUT),
+    )
+    session.max_redirects = 0
+    session.trust_env = False
+    session.hooks["response"].append(retry.refuse_redirects)
 
     def attempt(timeout: float) -> Any:
-        response = session.get(url, timeout=timeout)
+        response = session.get(url, timeout=timeout, allow_redirects=False)
         if response.status_code != 200:
             raise _HttpError(response.status_code, _error_message(response.text))
         return response.json()
 
     try:
-        body = retry.call(hop, attempt, lambda exc: _transient(exc, getattr(exc, "status", None)))
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}", "rerun the step; check Google Cloud's status"
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(f"{hop} failed: {_reason(exc)}", _access_fix(gcp, ref, exc)) from exc
+        body = retry.hop(
+            hop,
+            attempt,
+            lambda exc: _transient(exc, getattr(exc, "status", None)),
+            reason=_reason,
+            unreachable=_GCP_UNREACHABLE,
+            fix=lambda exc: _access_fix(gcp, ref, exc),
+        )
     finally:
         session.close()
     try:

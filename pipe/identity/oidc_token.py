@@ -84,24 +84,22 @@ class StepToken:
         return f" (this step token expired at {self.expires:%Y-%m-%d %H:%M:%S} UTC; rerun the step for a fresh one)"
 
 
-def read(variables: Mapping[str, Any], env: Mapping[str, str]) -> StepToken:
-    """The step token, from the validated variables or else the raw environment."""
-    raw = variables.get(VARIABLE) or env.get(VARIABLE) or ""
-    raw = str(raw).strip()
-    if not raw:
+def raw(variables: Mapping[str, Any], env: Mapping[str, str]) -> Secret | None:
+    """The step token's text, from the validated variables or else the raw environment."""
+    text = str(variables.get(VARIABLE) or env.get(VARIABLE) or "").strip()
+    return Secret(text) if text else None  # registered for masking before anything else can print it
+
+
+def read(value: Secret | None) -> StepToken:
+    """The step token; missing means the step lacks ``oidc: true``."""
+    if not value:
         raise IdentityError(f"{VARIABLE} is not set, but an OIDC credential source is configured", OIDC_FIX)
-    value = Secret(raw)  # registered for masking before anything else can print it
     return StepToken(value=value, claims=decode_claims(value))
 
 
-def peek(variables: Mapping[str, Any], env: Mapping[str, str]) -> StepToken | None:
+def peek(value: Secret | None) -> StepToken | None:
     """Like :func:`read`, but ``None`` when there is no token (for DRY_RUN descriptions)."""
-    try:
-        return read(variables, env)
-    except IdentityError:
-        if variables.get(VARIABLE) or env.get(VARIABLE):
-            raise
-        return None
+    return read(value) if value else None
 
 
 def decode_claims(token: Secret) -> dict[str, Any]:

@@ -10,13 +10,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pipe.config import is_loopback, parse_http_url
+from pipe.build import Build
 from pipe.errors import ConfigError
 from pipe.identity import references
 from pipe.identity.references import SecretRef
 from pipe.identity.variables import GCP_IAM_CREDENTIALS_DEFAULT, GCP_SECRET_MANAGER_DEFAULT, GCP_STS_DEFAULT
+from pipe.urls import secure_url
 
 KEY_VARIABLE = "PREFECT_API_KEY_SECRET"
 AUTH_STRING_VARIABLE = "PREFECT_API_AUTH_STRING_SECRET"
@@ -200,17 +200,16 @@ def _aws(variables: Mapping[str, Any], env: Mapping[str, str], ref: SecretRef) -
         role_arn=role_arn,
         region=region,
         sts_region=default_region or region,
-        session_name=session_name or default_session_name(env),
+        session_name=session_name or default_session_name(Build.from_env(env)),
         duration_seconds=duration,
         endpoints=endpoints,
     )
 
 
-def default_session_name(env: Mapping[str, str]) -> str:
+def default_session_name(build: Build) -> str:
     """Names the build, so CloudTrail ties every call to it: ``bitbucket-<repo>-<build>``."""
-    repo = env.get("BITBUCKET_REPO_SLUG") or env.get("BITBUCKET_REPO_FULL_NAME", "").rpartition("/")[2] or "repo"
-    build = env.get("BITBUCKET_BUILD_NUMBER") or "local"
-    tail = _SESSION_CHARS.sub("-", f"-{build}")[:20]
+    repo = build.repo_slug or "repo"
+    tail = _SESSION_CHARS.sub("-", f"-{build.build_number or 'local'}")[:20]
     head = _SESSION_CHARS.sub("-", f"bitbucket-{repo}")[: 64 - len(tail)]
     return f"{head}{tail}"
 
@@ -298,11 +297,4 @@ def _exchange(variables: Mapping[str, Any]) -> ExchangeSettings:
 
 def http_url(name: str, url: str) -> str:
     """An https:// URL (http:// only to this machine: the step token and credentials travel over it)."""
-    url = parse_http_url(name, url)
-    parts = urlsplit(url)
-    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-        raise ConfigError(
-            f"{name} uses plain http:// to a remote host, which would send the step token or a credential unencrypted",
-            "use an https:// URL",
-        )
-    return url
+    return secure_url(name, url, "the step token or a credential")

@@ -43,11 +43,10 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
             form[key] = text
 
     def attempt(timeout: float) -> dict[str, Any]:
-        import requests
-
-        response = requests.post(
-            exchange.url, data=form, headers={"Accept": "application/json"}, timeout=timeout, allow_redirects=False
-        )
+        with retry.session() as client:
+            response = client.post(
+                exchange.url, data=form, headers={"Accept": "application/json"}, timeout=timeout, allow_redirects=False
+            )
         try:
             body = response.json()
         except ValueError:
@@ -60,15 +59,15 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
             raise _Refused(response.status_code, "invalid_response", "the answer is not a JSON object")
         return body
 
-    try:
-        body = retry.call(hop, attempt, _transient)
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}",
-            "check that the identity provider is reachable from Bitbucket Pipelines",
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(f"{hop} refused the step token: {_reason(exc)}", _fix(exchange, token, exc)) from exc
+    body = retry.hop(
+        hop,
+        attempt,
+        _transient,
+        reason=_reason,
+        unreachable="check that the identity provider is reachable from Bitbucket Pipelines",
+        fix=lambda exc: _fix(exchange, token, exc),
+        refused="refused the step token",
+    )
 
     access_token = body.get("access_token")
     if not isinstance(access_token, str) or not access_token:

@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from pipe.credentials import Credential
+from pipe.credentials import Credential, check_fetched
 from pipe.errors import IdentityError
 from pipe.identity import references, retry
 from pipe.identity.oidc_token import StepToken
@@ -32,11 +32,7 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
         data = _read(vault, vault_token, ref.path)
         where = f"The Vault secret {ref.path} at {vault.addr}"
         value = references.pick_field(ref, data, where)
-        if settings.kind == "auth_string" and ":" not in value.reveal():
-            raise IdentityError(
-                f"{where} field {ref.field!r} is not of the form user:password",
-                "store 'user:password' there, or use PREFECT_API_KEY_SECRET for an API key",
-            )
+        check_fetched(settings.kind, value, f"{where} field {ref.field!r}")
     except BaseException:
         revoke()
         raise
@@ -52,9 +48,15 @@ def obtain(settings: Settings, token: StepToken) -> Credential:
 def _client(vault: VaultSettings, timeout: float, token: Secret | None = None) -> Any:
     import hvac
 
-    # token="" keeps hvac from picking up VAULT_TOKEN or ~/.vault-token from the machine.
+    # token="" keeps hvac from picking up VAULT_TOKEN or ~/.vault-token from the machine. hvac follows
+    # redirects by default, sending X-Vault-Token (and the step token, on login) wherever a 3xx points.
     return hvac.Client(
-        url=vault.addr, token=token.reveal() if token else "", namespace=vault.namespace, timeout=timeout
+        url=vault.addr,
+        token=token.reveal() if token else "",
+        namespace=vault.namespace,
+        timeout=timeout,
+        allow_redirects=False,
+        session=retry.session(),
     )
 
 
@@ -67,17 +69,15 @@ def _login(vault: VaultSettings, token: StepToken) -> Secret:
             role=vault.role, jwt=token.value.reveal(), use_token=False, path=vault.auth_path
         )
 
-    try:
-        response = retry.call(hop, attempt, _transient)
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}",
-            "check that VAULT_ADDR is reachable from Bitbucket Pipelines and Vault is unsealed",
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(
-            f"{hop} refused the step token: {_reason(exc)}", _login_fix(vault, token, _reason(exc))
-        ) from exc
+    response = retry.hop(
+        hop,
+        attempt,
+        _transient,
+        reason=_reason,
+        unreachable="check that VAULT_ADDR is reachable from Bitbucket Pipelines and Vault is unsealed",
+        fix=lambda exc: _login_fix(vault, token, _reason(exc)),
+        refused="refused the step token",
+    )
     try:
         return Secret(response["auth"]["client_token"])
     except (KeyError, TypeError):
@@ -116,14 +116,14 @@ def _read(vault: VaultSettings, vault_token: Secret, path: str) -> dict[str, Any
     def attempt(timeout: float) -> Any:
         return _client(vault, timeout, vault_token).adapter.get(f"/v1/{path}")
 
-    try:
-        response = retry.call(hop, attempt, _transient)
-    except retry.GaveUp as exc:
-        raise IdentityError(
-            f"{hop} failed {exc.attempts} times: {_reason(exc.last)}", "retry the step; check Vault's health"
-        ) from exc
-    except Exception as exc:
-        raise IdentityError(f"{hop} failed: {_reason(exc)}", _read_fix(exc, path)) from exc
+    response = retry.hop(
+        hop,
+        attempt,
+        _transient,
+        reason=_reason,
+        unreachable="retry the step; check Vault's health",
+        fix=lambda exc: _read_fix(exc, path),
+    )
     data = response.get("data") if isinstance(response, dict) else None
     if not isinstance(data, dict):
         raise IdentityError(

@@ -15,6 +15,7 @@ wrong limit in the pipe cannot agree with itself.
 
 Failures can be scripted: ``fail_next(503, 502)`` answers the next requests with those codes,
 ``always_fail = 503`` answers every request so, ``delay = 2.0`` answers late (for timeouts).
+The HTTP serving is the stand-in base's (``tests/support/standin.py``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+from tests.support.standin import Answer, Received, StandIn
 
 PROXIED_HOST = "api.bitbucket.org"
 
@@ -62,20 +64,13 @@ _STATUS_PATH = re.compile(_COMMIT + r"/statuses/build/?$")
 _REPORT_PATH = re.compile(_COMMIT + r"/reports/(?P<report_id>[^/]+)$")
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        return None  # a client that gave up (timeout tests) closes its socket; nothing to report
-
-
 @dataclass
 class Recorded:
     method: str
     target: str  # the request line's target, exactly as sent
     path: str
     via_proxy: bool
-    headers: dict[str, str]
+    headers: dict[str, str]  # names as the client wrote them
     body: Any
     kind: str  # "status", "report" or "unknown"
     answered: int = 0
@@ -83,7 +78,9 @@ class Recorded:
     match: dict[str, str] = field(default_factory=dict)
 
 
-class BitbucketStandIn:
+class BitbucketStandIn(StandIn):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the pipe's client meets it at Bitbucket
+
     def __init__(self, expect_authorization: str | None = None) -> None:
         # The exact Authorization header direct requests must carry (None: do not check its value).
         self.expect_authorization = expect_authorization
@@ -92,40 +89,17 @@ class BitbucketStandIn:
         self.delay = 0.0
         self._script: deque[int] = deque()
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="bitbucket-standin", daemon=True
-        )
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> BitbucketStandIn:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> BitbucketStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+        super().__init__()
 
     @property
     def api_url(self) -> str:
         """What BITBUCKET_API_URL points at for direct requests."""
-        return f"http://127.0.0.1:{self.port}/2.0"
+        return f"{self.url}/2.0"
 
     @property
     def proxy_url(self) -> str:
         """What BITBUCKET_PIPELINES_PROXY points at for authless requests."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     # -- scripting and reading ---------------------------------------------------------------
 
@@ -158,6 +132,70 @@ class BitbucketStandIn:
 
     def reports(self) -> list[dict[str, Any]]:
         return [r.body for r in self.accepted("report")]
+
+    # -- answering ---------------------------------------------------------------------------
+
+    def answer(self, request: Received) -> Answer:
+        target = request.path
+        if request.method == "CONNECT":  # an https request through the proxy: the proxy only speaks http
+            entry = Recorded("CONNECT", target, target, True, request.sent_headers, None, "unknown")
+            entry.problems.append("CONNECT through the Pipelines proxy: it only proxies plain http")
+            return self._answer(entry, 405, {"type": "error", "error": {"message": "CONNECT not supported"}})
+        parts = urlsplit(target)
+        entry = Recorded(request.method, target, parts.path, "://" in target, request.sent_headers, None, "unknown")
+        try:
+            entry.body = json.loads(request.body) if request.body else None
+        except ValueError:
+            entry.problems.append("the body is not JSON")
+        self._check_transport(entry, request, parts)
+        status_match, report_match = _STATUS_PATH.match(parts.path), _REPORT_PATH.match(parts.path)
+        if status_match and request.method == "POST":
+            entry.kind, entry.match = "status", status_match.groupdict()
+            entry.problems += check_status(entry.body)
+        elif report_match and request.method == "PUT":
+            entry.kind, entry.match = "report", report_match.groupdict()
+            entry.problems += check_report(entry.body, report_match["report_id"])
+        else:
+            entry.problems.append(f"no such endpoint: {request.method} {parts.path}")
+
+        if self.delay:
+            time.sleep(self.delay)
+        failure = self._next_failure()
+        if failure is not None:
+            return self._answer(entry, failure, {"type": "error", "error": {"message": "Something went wrong"}})
+        if entry.kind == "unknown":
+            return self._answer(entry, 404, {"type": "error", "error": {"message": "Resource not found"}})
+        if any(p.startswith("Authorization") for p in entry.problems):
+            return self._answer(entry, 401, {"type": "error", "error": {"message": "Unauthorized"}})
+        if entry.problems:
+            message = "; ".join(entry.problems)
+            return self._answer(entry, 400, {"type": "error", "error": {"message": message}})
+        code = 201 if entry.kind == "status" else 200
+        return self._answer(entry, code, {"type": entry.kind, **(entry.body or {})})
+
+    def _check_transport(self, entry: Recorded, request: Received, parts: SplitResult) -> None:
+        authorization = request.headers.get("authorization")
+        if entry.body is not None and "application/json" not in (request.headers.get("content-type") or ""):
+            entry.problems.append("Content-Type is not application/json")
+        if entry.via_proxy:
+            if parts.scheme != "http" or parts.hostname != PROXIED_HOST or not parts.path.startswith("/2.0/"):
+                entry.problems.append(f"the proxy only serves http://{PROXIED_HOST}/2.0/..., not {entry.target}")
+            if authorization is not None:
+                entry.problems.append("Authorization header sent through the Pipelines proxy (it must be authless)")
+            if request.headers.get("proxy-authorization") is not None:
+                entry.problems.append("Proxy-Authorization header sent to the Pipelines proxy")
+            return
+        if not parts.path.startswith("/2.0/"):
+            entry.problems.append(f"request target {entry.target!r} is not under /2.0/")
+        if authorization is None:
+            entry.problems.append("Authorization header missing on a direct API request")
+        elif self.expect_authorization is not None and authorization != self.expect_authorization:
+            entry.problems.append("Authorization header does not carry the expected credential")
+
+    def _answer(self, entry: Recorded, code: int, payload: dict[str, Any]) -> Answer:
+        entry.answered = code
+        self.record(entry)
+        return Answer(code, json.dumps(payload))
 
 
 # -- checks against the documented fields ------------------------------------------------------
@@ -244,97 +282,3 @@ def _check_fields(body: dict[str, Any], allowed: dict[str, int | None], required
             elif "\n" in value or "\r" in value:
                 problems.append(f"{name} has a line break")
     return problems
-
-
-# -- the HTTP side -----------------------------------------------------------------------------
-
-
-def _handler_for(standin: BitbucketStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-            return None
-
-        def do_POST(self) -> None:
-            self._handle()
-
-        def do_PUT(self) -> None:
-            self._handle()
-
-        def do_GET(self) -> None:
-            self._handle()
-
-        def do_CONNECT(self) -> None:  # an https request through the proxy: the proxy only speaks http
-            entry = Recorded("CONNECT", self.path, self.path, True, dict(self.headers), None, "unknown")
-            entry.problems.append("CONNECT through the Pipelines proxy: it only proxies plain http")
-            self._answer(entry, 405, {"type": "error", "error": {"message": "CONNECT not supported"}})
-
-        def _handle(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            target = self.path
-            via_proxy = "://" in target
-            parts = urlsplit(target)
-            entry = Recorded(self.command, target, parts.path, via_proxy, dict(self.headers.items()), None, "unknown")
-            try:
-                entry.body = json.loads(raw) if raw else None
-            except ValueError:
-                entry.problems.append("the body is not JSON")
-            self._check_transport(entry, parts)
-            status_match, report_match = _STATUS_PATH.match(parts.path), _REPORT_PATH.match(parts.path)
-            if status_match and self.command == "POST":
-                entry.kind, entry.match = "status", status_match.groupdict()
-                entry.problems += check_status(entry.body)
-            elif report_match and self.command == "PUT":
-                entry.kind, entry.match = "report", report_match.groupdict()
-                entry.problems += check_report(entry.body, report_match["report_id"])
-            else:
-                entry.problems.append(f"no such endpoint: {self.command} {parts.path}")
-
-            if standin.delay:
-                time.sleep(standin.delay)
-            failure = standin._next_failure()
-            if failure is not None:
-                self._answer(entry, failure, {"type": "error", "error": {"message": "Something went wrong"}})
-            elif entry.kind == "unknown":
-                self._answer(entry, 404, {"type": "error", "error": {"message": "Resource not found"}})
-            elif any(p.startswith("Authorization") for p in entry.problems):
-                self._answer(entry, 401, {"type": "error", "error": {"message": "Unauthorized"}})
-            elif entry.problems:
-                message = "; ".join(entry.problems)
-                self._answer(entry, 400, {"type": "error", "error": {"message": message}})
-            else:
-                code = 201 if entry.kind == "status" else 200
-                self._answer(entry, code, {"type": entry.kind, **(entry.body or {})})
-
-        def _check_transport(self, entry: Recorded, parts: Any) -> None:
-            authorization = self.headers.get("Authorization")
-            if entry.body is not None and "application/json" not in (self.headers.get("Content-Type") or ""):
-                entry.problems.append("Content-Type is not application/json")
-            if entry.via_proxy:
-                if parts.scheme != "http" or parts.hostname != PROXIED_HOST or not parts.path.startswith("/2.0/"):
-                    entry.problems.append(f"the proxy only serves http://{PROXIED_HOST}/2.0/..., not {entry.target}")
-                if authorization is not None:
-                    entry.problems.append("Authorization header sent through the Pipelines proxy (it must be authless)")
-                if self.headers.get("Proxy-Authorization") is not None:
-                    entry.problems.append("Proxy-Authorization header sent to the Pipelines proxy")
-                return
-            if not parts.path.startswith("/2.0/"):
-                entry.problems.append(f"request target {entry.target!r} is not under /2.0/")
-            if authorization is None:
-                entry.problems.append("Authorization header missing on a direct API request")
-            elif standin.expect_authorization is not None and authorization != standin.expect_authorization:
-                entry.problems.append("Authorization header does not carry the expected credential")
-
-        def _answer(self, entry: Recorded, code: int, payload: dict[str, Any]) -> None:
-            entry.answered = code
-            standin.record(entry)
-            data = json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler

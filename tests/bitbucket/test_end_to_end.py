@@ -10,7 +10,8 @@ import pytest
 
 from tests.bitbucket.conftest import TOKEN
 from tests.bitbucket.standin import BitbucketStandIn
-from tests.conftest import PipeResult, assert_no_secrets, run_pipe
+from tests.support.leaks import assert_no_secrets
+from tests.support.pipe import PipeResult, run_pipe
 
 pytestmark = pytest.mark.prefect
 

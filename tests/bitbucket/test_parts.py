@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pipe.bitbucket import fields
-from pipe.bitbucket.context import BuildContext
 from pipe.bitbucket.variables import DEFAULT_API_URL, DEFAULT_PIPELINES_PROXY, VARIABLES
-from pipe.bitbucket.verdict import format_duration
+from pipe.build import Build
+from pipe.durations import format_duration
 from pipe.errors import ConfigError
 from tests.bitbucket.conftest import BUILD_ENV, validated
 
@@ -33,9 +33,9 @@ def test_the_pipe_schema_validates_the_reporter_variables() -> None:
     from pipe import config
 
     loaded = config.load({**PIPE_ENV, "REPORT": "false", "BITBUCKET_ACCESS_TOKEN": "t0ken-value"})
-    assert loaded.variables["REPORT"] is False
-    assert loaded.variables["BITBUCKET_ACCESS_TOKEN"] == "t0ken-value"
-    assert loaded.variables["BITBUCKET_API_URL"] == DEFAULT_API_URL
+    assert loaded.report.enabled is False
+    assert loaded.report.auth.auth is not None and loaded.report.auth.auth.header() == "Bearer t0ken-value"
+    assert loaded.report.api_url == DEFAULT_API_URL
 
 
 @pytest.mark.parametrize(
@@ -49,21 +49,21 @@ def test_a_bad_api_url_is_a_config_error_naming_the_variable(url: str) -> None:
 
 
 def test_build_context_of_a_pull_request() -> None:
-    build = BuildContext.from_env({**BUILD_ENV, "BITBUCKET_PR_ID": "17", "BITBUCKET_BRANCH": "feature/x"})
-    assert build is not None
+    build = Build.from_env({**BUILD_ENV, "BITBUCKET_PR_ID": "17", "BITBUCKET_BRANCH": "feature/x"})
+    assert build.reportable
     assert build.refname == "feature/x"
     assert build.commit_path == f"/repositories/acme/data-pipelines/commit/{BUILD_ENV['BITBUCKET_COMMIT']}"
-    assert build.pipeline_url == "https://bitbucket.org/acme/data-pipelines/pipelines/results/42"
+    assert build.results_url == "https://bitbucket.org/acme/data-pipelines/pipelines/results/42"
 
 
 def test_build_context_refuses_what_is_not_a_bitbucket_build() -> None:
-    assert BuildContext.from_env({}) is None
-    assert BuildContext.from_env({**BUILD_ENV, "BITBUCKET_COMMIT": "not-a-sha"}) is None
-    assert BuildContext.from_env({**BUILD_ENV, "BITBUCKET_REPO_SLUG": "../other"}) is None
+    assert not Build.from_env({}).reportable
+    assert not Build.from_env({**BUILD_ENV, "BITBUCKET_COMMIT": "not-a-sha"}).reportable
+    assert not Build.from_env({**BUILD_ENV, "BITBUCKET_REPO_SLUG": "../other"}).reportable
     only_full_name = {k: v for k, v in BUILD_ENV.items() if k not in ("BITBUCKET_WORKSPACE", "BITBUCKET_REPO_OWNER")}
     only_full_name.pop("BITBUCKET_REPO_SLUG")
-    build = BuildContext.from_env(only_full_name)
-    assert build is not None and (build.workspace, build.repo_slug) == ("acme", "data-pipelines")
+    build = Build.from_env(only_full_name)
+    assert build.reportable and (build.workspace, build.repo_slug) == ("acme", "data-pipelines")
 
 
 def test_stable_id_fits_is_deterministic_and_tells_similar_names_apart() -> None:

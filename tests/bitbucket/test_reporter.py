@@ -11,15 +11,25 @@ from typing import Any
 import pytest
 
 from pipe.bitbucket import Reporter, insights
-from pipe.bitbucket.api import RetryPolicy
-from pipe.bitbucket.context import BuildContext
+from pipe.bitbucket.api import BitbucketApi, RetryPolicy
+from pipe.bitbucket.settings import ReportSettings
+from pipe.build import Build
 from tests.bitbucket.conftest import BUILD_ENV, COMMIT, FAST, TOKEN, make_result, make_run, validated
 from tests.bitbucket.standin import BitbucketStandIn
 
 
+def from_config(variables: dict[str, Any], env: dict[str, str], retry: RetryPolicy | None = None) -> Reporter:
+    """The reporter as the pipe builds it from its Config (report settings and the build)."""
+    return Reporter.from_config(ReportSettings.load(variables), Build.from_env(env), retry=retry)
+
+
 def reporter_for(standin: BitbucketStandIn, env: dict[str, str] | None = None, **variables: str) -> Reporter:
     values = {"BITBUCKET_API_URL": standin.api_url, "BITBUCKET_PIPELINES_PROXY": standin.proxy_url, **variables}
-    return Reporter.from_config(validated(**values), env if env is not None else BUILD_ENV, retry=FAST)
+    return from_config(validated(**values), env if env is not None else BUILD_ENV, retry=FAST)
+
+
+def reports_nothing(reporter: Reporter) -> bool:
+    return reporter._statuses_api is None and reporter._insights_api is None
 
 
 def lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
@@ -213,6 +223,26 @@ def test_without_a_credential_statuses_are_skipped_and_the_report_goes_through_t
     assert lines(caplog, logging.WARNING) == []
 
 
+def test_with_a_credential_inside_pipelines_the_report_still_goes_through_the_proxy(
+    standin: BitbucketStandIn,
+) -> None:
+    reporter = reporter_for(standin, BITBUCKET_ACCESS_TOKEN=TOKEN)
+    reporter.run_started(make_run())
+
+    assert standin.problems == []  # includes: no Authorization header through the proxy
+    status, report = standin.requests
+    assert (status.kind, status.via_proxy) == ("status", False)
+    assert (report.kind, report.via_proxy) == ("report", True)
+
+
+def test_with_a_credential_outside_pipelines_the_report_goes_to_the_api(standin: BitbucketStandIn) -> None:
+    reporter = reporter_for(standin, {k: v for k, v in BUILD_ENV.items() if k != "CI"}, BITBUCKET_ACCESS_TOKEN=TOKEN)
+    reporter.run_started(make_run())
+
+    assert standin.problems == []
+    assert [(r.kind, r.via_proxy) for r in standin.requests] == [("status", False), ("report", False)]
+
+
 def test_half_a_credential_is_named_in_the_skip_line(
     standin: BitbucketStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -268,7 +298,7 @@ def test_deprecated_app_password_still_works_with_one_warning(
 
 
 def test_a_token_is_never_sent_over_plain_http_to_a_remote_host(caplog: pytest.LogCaptureFixture) -> None:
-    reporter = Reporter.from_config(
+    reporter = from_config(
         validated(BITBUCKET_ACCESS_TOKEN=TOKEN, BITBUCKET_API_URL="http://bitbucket.example.com/2.0"),
         {k: v for k, v in BUILD_ENV.items() if k != "CI"},
         retry=FAST,
@@ -277,7 +307,7 @@ def test_a_token_is_never_sent_over_plain_http_to_a_remote_host(caplog: pytest.L
 
     info = lines(caplog, logging.INFO)
     assert len(info) == 1 and "plain http://" in info[0]
-    assert not reporter.active
+    assert reports_nothing(reporter)
 
 
 # -- Bitbucket trouble never changes the build -------------------------------------------------
@@ -294,8 +324,9 @@ def test_api_errors_give_one_warning_and_no_exception(
     reporter.run_finished(make_result(run, "FAILED", state_message="boom"))
 
     assert time.monotonic() - started < 5
-    # 5xx is transient: the first call retries within the policy, the three after it try once each.
-    assert len(standin.requests) == FAST.attempts + 3
+    # 5xx is transient: the first call of each channel (statuses direct, reports through the proxy)
+    # retries within the policy, the calls after it try once each.
+    assert len(standin.requests) == 2 * FAST.attempts + 2
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 1, warnings
     assert "HTTP 503" in warnings[0] and "build result is unaffected" in warnings[0]
@@ -321,7 +352,8 @@ def test_a_refused_credential_is_not_retried_and_the_warning_names_it(
     reporter = reporter_for(standin, BITBUCKET_ACCESS_TOKEN=TOKEN)
     reporter.run_started(make_run())
 
-    assert [r.answered for r in standin.requests] == [401, 401]  # one try each: 4xx is not transient
+    # One try: 4xx is not transient. The report goes through the Pipelines proxy, without the token.
+    assert [(r.kind, r.answered) for r in standin.requests] == [("status", 401), ("report", 200)]
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 1 and "HTTP 401" in warnings[0] and "Check BITBUCKET_ACCESS_TOKEN" in warnings[0]
     assert TOKEN not in caplog.text
@@ -331,8 +363,12 @@ def test_connection_refused_is_bounded_with_the_real_retry_policy(caplog: pytest
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    reporter = Reporter.from_config(
-        validated(BITBUCKET_ACCESS_TOKEN=TOKEN, BITBUCKET_API_URL=f"http://127.0.0.1:{port}/2.0"), BUILD_ENV
+    unreachable = f"http://127.0.0.1:{port}"
+    reporter = from_config(
+        validated(
+            BITBUCKET_ACCESS_TOKEN=TOKEN, BITBUCKET_API_URL=f"{unreachable}/2.0", BITBUCKET_PIPELINES_PROXY=unreachable
+        ),
+        BUILD_ENV,
     )
     run = make_run()
     started = time.monotonic()
@@ -342,7 +378,8 @@ def test_connection_refused_is_bounded_with_the_real_retry_policy(caplog: pytest
 
     policy = RetryPolicy()
     one_backoff = sum(policy.backoff * 2**i for i in range(policy.attempts - 1))  # 0.5 s + 1 s
-    assert one_backoff <= elapsed < one_backoff + 1.5  # the first call backs off; the three after it do not
+    # The first call of each channel (statuses, reports) backs off; the calls after them do not.
+    assert 2 * one_backoff <= elapsed < 2 * one_backoff + 1.5
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 1 and "could not be reached" in warnings[0]
 
@@ -350,7 +387,7 @@ def test_connection_refused_is_bounded_with_the_real_retry_policy(caplog: pytest
 def test_a_slow_api_times_out_within_the_deadline(standin: BitbucketStandIn, caplog: pytest.LogCaptureFixture) -> None:
     standin.delay = 2.0
     slow = RetryPolicy(attempts=2, backoff=0.01, connect_timeout=0.5, read_timeout=0.3, deadline=1.0)
-    reporter = Reporter.from_config(
+    reporter = from_config(
         validated(BITBUCKET_ACCESS_TOKEN=TOKEN, BITBUCKET_API_URL=standin.api_url), BUILD_ENV, retry=slow
     )
     started = time.monotonic()
@@ -396,7 +433,7 @@ def test_nothing_is_reported_when_off_or_outside_bitbucket(
     reporter.run_started(run)
     reporter.run_finished(make_result(run))
 
-    assert not reporter.active
+    assert reports_nothing(reporter)
     assert standin.requests == []
     assert lines(caplog, logging.INFO) == [] and lines(caplog, logging.WARNING) == []
 
@@ -405,9 +442,7 @@ def test_an_unreachable_pipelines_proxy_is_explained(caplog: pytest.LogCaptureFi
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    reporter = Reporter.from_config(
-        validated(BITBUCKET_PIPELINES_PROXY=f"http://127.0.0.1:{port}"), BUILD_ENV, retry=FAST
-    )
+    reporter = from_config(validated(BITBUCKET_PIPELINES_PROXY=f"http://127.0.0.1:{port}"), BUILD_ENV, retry=FAST)
     run = make_run()
     reporter.run_started(run)
     reporter.run_finished(make_result(run))
@@ -419,13 +454,26 @@ def test_an_unreachable_pipelines_proxy_is_explained(caplog: pytest.LogCaptureFi
 def test_a_failure_while_configuring_turns_reporting_off_without_raising(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(env: Any) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
         raise ValueError("bug")
 
-    monkeypatch.setattr(BuildContext, "from_env", broken)
-    reporter = Reporter.from_config(validated(BITBUCKET_ACCESS_TOKEN=TOKEN), BUILD_ENV)
+    monkeypatch.setattr(BitbucketApi, "direct", broken)
+    reporter = from_config(validated(BITBUCKET_ACCESS_TOKEN=TOKEN), BUILD_ENV)
     reporter.run_started(make_run())
 
-    assert not reporter.active
+    assert reports_nothing(reporter)
     warnings = lines(caplog, logging.WARNING)
     assert len(warnings) == 1 and "ValueError" in warnings[0]
+
+
+def test_a_run_created_with_wait_false_leaves_nothing_pending(standin: BitbucketStandIn) -> None:
+    reporter = reporter_for(standin, BITBUCKET_ACCESS_TOKEN=TOKEN)
+    run = make_run()
+    reporter.run_started(run, awaited=False)
+
+    assert standin.problems == []
+    [status] = standin.statuses()
+    [report] = standin.reports()
+    assert status["state"] == "SUCCESSFUL" and "not awaited (WAIT=false)" in status["description"]
+    assert report["result"] == "PASSED" and "not awaited" in report["details"]
+    assert data_of(report)["Flow run"]["value"]["href"] == run.flow_run_url

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.conftest import ROOT, PipeResult
+from tests.support.pipe import ROOT, PipeResult
 
 DOCKER_SETUP = ROOT / ".ci" / "docker-setup"
 SETUP_TIMEOUT = 900  # a fresh machine: install docker.io, start the engine, debootstrap a base
@@ -86,7 +86,8 @@ class Image:
         return (self.size - self.base_size) / 1e6
 
     def inspect(self) -> dict[str, Any]:
-        return json.loads(docker("image", "inspect", self.tag).stdout)[0]
+        inspected: dict[str, Any] = json.loads(docker("image", "inspect", self.tag).stdout)[0]
+        return inspected
 
 
 def image_size(ref: str) -> int:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_no_secrets
 from tests.container.conftest import Image, docker, run_container, say
-from tests.prefect_server import PrefectServer
+from tests.support.leaks import assert_no_secrets
+from tests.support.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.container
 

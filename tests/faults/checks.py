@@ -3,13 +3,14 @@ log line exactly once, one clear line on failure, no traceback, no secret."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.conftest import BITBUCKET_ENV, PipeResult, PrefectInspector
 from tests.faults import leakscan
+from tests.support.pipe import BITBUCKET_ENV, PipeResult
+from tests.support.pipe import step_uuid as step_uuid  # checks.step_uuid(), as the tests call it
+from tests.support.prefect_server import PrefectInspector, sdk_client
 
 RUN_ID = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 FLOW_LINE = re.compile(r"prefect │ \d\d:\d\d:\d\d \S+\s+(?P<message>.*)$")
@@ -38,10 +39,6 @@ EXPECTED_LINES = {
 }
 EXPECTED_EXIT = {"greet/ci": 0, "fail/ci": 1, "sleepy/ci": 0}
 FINAL_STATE = {"greet/ci": "COMPLETED", "fail/ci": "FAILED", "sleepy/ci": "COMPLETED"}
-
-
-def step_uuid() -> str:
-    return "{" + os.urandom(4).hex() + "-0000-4000-8000-" + os.urandom(6).hex() + "}"
 
 
 def plain(output: str) -> str:
@@ -148,9 +145,7 @@ def judge(
 
 
 def _client(prefect: PrefectInspector) -> Any:
-    from prefect.client.orchestration import SyncPrefectClient
-
-    return SyncPrefectClient(prefect.server.api_url, auth_string=prefect.server.auth_string)
+    return sdk_client(prefect.server)
 
 
 def runs_with_tag(prefect: PrefectInspector, tag: str) -> list[Any]:

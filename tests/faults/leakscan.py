@@ -12,7 +12,7 @@ import base64
 import re
 from collections.abc import Iterable
 
-from tests.prefect_server import AUTH_STRING
+from tests.support.prefect_server import AUTH_STRING
 
 # Every credential the tests in this directory put into a pipe's environment.
 KNOWN: set[str] = {AUTH_STRING}

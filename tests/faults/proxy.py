@@ -5,9 +5,9 @@ seeded schedule: connection resets, connections dropped mid-response, answers lo
 acted on the request, 429 (``Retry-After: 1``)/502/503 answered in the server's place, websockets
 dropped mid-stream, and a "dead server" mode that accepts and never answers.
 
-HTTP/1.1 is parsed just enough to find request and response boundaries (``Content-Length`` and
-chunked bodies), so keep-alive connections carry several requests and each one gets its own draw.
-A websocket upgrade becomes a raw two-way pipe once the server answers ``101``.
+It is built on the relaying core of ``tests/support/proxy.py``: keep-alive connections carry
+several requests and each one gets its own draw; a websocket upgrade becomes a raw two-way pipe once
+the server answers ``101``.
 
 The schedule is a function of ``(seed, connection number, request number)``: the same seed gives the
 same draws, although which of the pipe's concurrent users (the HTTP client, the events and the logs
@@ -24,22 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
-import struct
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import TracebackType
 
-UPSTREAM_HOST = "127.0.0.1"
-HEAD_LIMIT = 64 * 1024  # bytes of request/response head
-BODY_LIMIT = 64 * 1024 * 1024
-UPSTREAM_TIMEOUT = 60.0  # one read from the server
-CLIENT_IDLE_TIMEOUT = 120.0  # one read from the client between requests
-PIPE_CHUNK = 64 * 1024
+from tests.support.proxy import UPSTREAM_HOST, RelayProxy, Request, keeps_alive, pump, read_response, reset, switched
 
 
 class Fault(StrEnum):
@@ -69,17 +60,6 @@ ANSWERS = {
     Fault.BAD_GATEWAY: (502, "Bad Gateway", {}),
     Fault.UNAVAILABLE: (503, "Service Unavailable", {"Retry-After": "1"}),
 }
-
-
-@dataclass(frozen=True)
-class Request:
-    """What a schedule sees of a request."""
-
-    method: str
-    path: str
-    connection: int
-    number: int  # within the connection
-    websocket: bool
 
 
 @dataclass
@@ -158,11 +138,7 @@ class Stats:
         return sum(self.faults.values())
 
 
-class _Closed(Exception):
-    """The peer closed the connection (or sent something that cannot be parsed)."""
-
-
-class FaultProxy:
+class FaultProxy(RelayProxy):
     """``with FaultProxy(upstream_port, Schedule(seed=1, rate=0.2)) as proxy: ... proxy.api_url``."""
 
     def __init__(
@@ -174,58 +150,20 @@ class FaultProxy:
         lifetime: float = 600.0,
         max_connections: int = 5000,
     ) -> None:
-        if upstream_host != UPSTREAM_HOST:
-            raise ValueError("the fault proxy only forwards to 127.0.0.1")
-        self.upstream_port = upstream_port
+        super().__init__(upstream_port, upstream_host=upstream_host, lifetime=lifetime, max_connections=max_connections)
         self.schedule = schedule
-        self.lifetime = lifetime
-        self.max_connections = max_connections
         self.stats = Stats()
-        self.port = 0
-        self._lock = threading.Lock()
         self._streak: Counter[str] = Counter()
         self._lost_answers = 0
         self._dead = schedule.dead_from_start
-        self._started = time.monotonic()
         self._outage_anchor: float | None = None if schedule.websocket_outage_from else self._started
-        self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
         self._dead_event: asyncio.Event | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._error: BaseException | None = None
 
     # -- life cycle --------------------------------------------------------------------------------
 
     @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
-    @property
     def dead(self) -> bool:
         return self._dead
-
-    def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=self._run, name=f"fault-proxy-{self.schedule.seed}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout=10):
-            raise RuntimeError("the fault proxy did not start")
-        if self._error is not None:
-            raise RuntimeError("the fault proxy did not start") from self._error
-        return self
-
-    def stop(self) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop ended by itself (lifetime)
-                loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-
-    def clock(self) -> float:
-        """Seconds since the proxy was made (the time base of ``stats.events``)."""
-        return time.monotonic() - self._started
 
     def go_dead(self) -> None:
         """From now on nothing is answered or forwarded (connections stay open, silent)."""
@@ -234,12 +172,6 @@ class FaultProxy:
         if loop is not None and event is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object | TracebackType | None) -> None:
-        self.stop()
 
     def describe(self) -> str:
         faults = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.faults.items())) or "none"
@@ -250,33 +182,13 @@ class FaultProxy:
         lines += [f"  {e.at:7.2f}s conn {e.connection} req {e.request}: {e.what}" for e in self.stats.events[:300]]
         return "\n".join(lines)
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # reported by start() or seen in describe()
-            self._error = exc
-            self._ready.set()
+    def _thread_name(self) -> str:
+        return f"fault-proxy-{self.schedule.seed}"
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    def _on_loop_start(self) -> None:
         self._dead_event = asyncio.Event()
         if self._dead:
             self._dead_event.set()
-        server = await asyncio.start_server(self._serve, "127.0.0.1", 0, limit=HEAD_LIMIT)
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=self.lifetime)
-        finally:
-            server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -309,89 +221,26 @@ class FaultProxy:
             else:
                 self._streak.pop(key, None)
 
-    # -- one connection ----------------------------------------------------------------------------
+    # -- the hooks of the relaying core ------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def accepted(self) -> int:
+        number = super().accepted()
         with self._lock:
-            self.stats.connections += 1
-            number = self.stats.connections
-        self._writers.add(writer)
-        try:
-            if number > self.max_connections:
-                return
-            if self._dead:
-                self._note(number, 0, "accepted while dead: never answered", Fault.STALL)
-                await self._stall()
-                return
-            await self._requests(number, reader, writer)
-        except (_Closed, ConnectionError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            writer.transport.close()  # a FIN (faults that reset have aborted it already)
+            self.stats.connections = number
+        return number
 
-    async def _upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        up_reader, upstream = await asyncio.wait_for(
-            asyncio.open_connection(UPSTREAM_HOST, self.upstream_port, limit=HEAD_LIMIT), timeout=10
-        )
-        self._writers.add(upstream)
-        return up_reader, upstream
-
-    def _drop_upstream(self, upstream: asyncio.StreamWriter) -> None:
-        self._writers.discard(upstream)
-        upstream.transport.close()
+    async def connection(self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._dead:
+            self._note(number, 0, "accepted while dead: never answered", Fault.STALL)
+            await self._stall()
+            return
+        await super().connection(number, reader, writer)
 
     async def _stall(self) -> None:
         assert self._stop is not None
         await self._stop.wait()
 
-    async def _requests(self, connection: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, upstream = await self._upstream()
-        await self._exchange(connection, reader, writer, up_reader, upstream)
-
-    async def _next_request(
-        self, reader: asyncio.StreamReader, up_reader: asyncio.StreamReader
-    ) -> tuple[bytes | None, bool]:
-        """The next request head of the client, and whether the server closed the idle connection
-        meanwhile. The client must see that close as it would without the proxy (a FIN), or it
-        reuses a connection the server has dropped and a fault appears that nobody injected."""
-        head_task = asyncio.ensure_future(_read_head(reader, CLIENT_IDLE_TIMEOUT, eof_ok=True))
-        closed_task = asyncio.ensure_future(up_reader.read(1))
-        try:
-            await asyncio.wait({head_task, closed_task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed_task.cancel()
-            if closed_task.done() and not head_task.done():
-                head_task.cancel()
-            await asyncio.gather(closed_task, return_exceptions=True)
-        server_closed = closed_task.done() and not closed_task.cancelled()
-        if not head_task.done() or head_task.cancelled():
-            await asyncio.gather(head_task, return_exceptions=True)
-            return None, server_closed
-        return head_task.result(), server_closed
-
-    async def _exchange(
-        self,
-        connection: int,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        up_reader: asyncio.StreamReader,
-        upstream: asyncio.StreamWriter,
-    ) -> None:
-        try:
-            for number in range(10_000):
-                head, server_closed = await self._next_request(reader, up_reader)
-                if head is None:
-                    return
-                if server_closed:  # the request crossed the server's close: carry it on a new connection
-                    self._drop_upstream(upstream)
-                    up_reader, upstream = await self._upstream()
-                if not await self._one(connection, number, head, reader, writer, up_reader, upstream):
-                    return
-        finally:
-            self._drop_upstream(upstream)
-
-    async def _one(
+    async def request(
         self,
         connection: int,
         number: int,
@@ -402,10 +251,8 @@ class FaultProxy:
         upstream: asyncio.StreamWriter,
     ) -> bool:
         """One request: answered, forwarded or faulted. False when the connection is done."""
-        method, path, headers = _parse_request_head(head)
-        body = await _read_body(reader, headers, CLIENT_IDLE_TIMEOUT)
-        websocket = headers.get("upgrade", "").lower() == "websocket"
-        request = Request(method, path, connection, number, websocket)
+        request, body = await self.read_request(connection, number, head, reader)
+        method, path, websocket = request.method, request.path, request.websocket
         with self._lock:
             self.stats.requests += 1
         if self._dead:
@@ -426,17 +273,17 @@ class FaultProxy:
             fault = self._allow(request, self.schedule.on_request(request))
         if fault is Fault.RESET:
             self._note(connection, number, f"{method} {path}: new connection reset before forwarding", fault)
-            _reset(writer)
+            reset(writer)
             return False
         if fault in ANSWERS:
-            code, reason, extra = ANSWERS[fault]  # type: ignore[index]
+            code, reason, extra = ANSWERS[fault]
             self._note(connection, number, f"{method} {path}: answered {code}", fault)
             writer.write(_answer(code, reason, extra))
             await writer.drain()
             return True
         if fault is Fault.RESET_REQUEST:
             self._note(connection, number, f"{method} {path}: reset instead of forwarding", fault)
-            _reset(writer)
+            reset(writer)
             return False
         upstream.write(head + body)
         await upstream.drain()
@@ -444,7 +291,7 @@ class FaultProxy:
             await self._websocket(connection, number, path.split("?", 1)[0], reader, writer, up_reader, upstream)
             return False
         sent = time.monotonic()
-        status, response = await _read_response(up_reader, method)
+        status, response = await read_response(up_reader, method)
         took = f"{time.monotonic() - sent:.1f}s"
         if fault is Fault.LOST_ANSWER:
             self._note(
@@ -461,7 +308,7 @@ class FaultProxy:
             return False
         self._note(connection, number, f"{method} {path}: {status} after {took}")
         self._answered(request, status)
-        if self._dead:  # the server died while this request was in flight
+        if self.dead:  # the server died while this request was in flight (go_dead() from another task)
             await self._stall()
             return False
         writer.write(response)
@@ -473,7 +320,7 @@ class FaultProxy:
         if 200 <= status < 300 and self.schedule.dead_after is not None and self.schedule.dead_after(request):
             self._note(connection, number, "the server goes dead from here on")
             self.go_dead()
-        return b"connection: close" not in response.split(b"\r\n\r\n", 1)[0].lower()
+        return keeps_alive(response)
 
     def _outage_clock(self) -> float | None:
         """Seconds into the outage's time base (None: not started, or no outage)."""
@@ -516,11 +363,8 @@ class FaultProxy:
         up_reader: asyncio.StreamReader,
         upstream: asyncio.StreamWriter,
     ) -> None:
-        head = await _read_head(up_reader, UPSTREAM_TIMEOUT, eof_ok=False)
-        assert head is not None
-        writer.write(head)
-        await writer.drain()
-        if not head.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
+        head = await self.handshake(writer, up_reader)
+        if not switched(head):
             self._note(connection, number, f"websocket refused by the server: {head.split(b' ', 2)[1].decode()}")
             return
         with self._lock:
@@ -536,100 +380,24 @@ class FaultProxy:
                 self.stats.websocket_bytes[path] += size
 
         pumps = [
-            asyncio.create_task(_pump(reader, upstream)),
-            asyncio.create_task(_pump(up_reader, writer, count)),
+            asyncio.create_task(pump(reader, upstream)),
+            asyncio.create_task(pump(up_reader, writer, count)),
             asyncio.create_task(self._dead_event.wait()),
         ]
         try:
             done, _ = await asyncio.wait(pumps, timeout=cut, return_when=asyncio.FIRST_COMPLETED)
             if not done:
                 self._note(connection, number, f"websocket cut after {cut:.1f}s", Fault.DROP_MID_WEBSOCKET)
-                _reset(writer)
+                reset(writer)
             elif pumps[2] in done:
                 self._note(connection, number, "websocket silenced: dead server", Fault.STALL)
-                for pump in pumps[:2]:
-                    pump.cancel()
+                for task in pumps[:2]:
+                    task.cancel()
                 await self._stall()
         finally:
-            for pump in pumps:
-                pump.cancel()
+            for task in pumps:
+                task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)
-
-
-# -- HTTP/1.1, just enough -------------------------------------------------------------------------
-
-
-async def _read_head(reader: asyncio.StreamReader, timeout: float, *, eof_ok: bool) -> bytes | None:
-    try:
-        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=timeout)
-    except asyncio.IncompleteReadError as exc:
-        if eof_ok and not exc.partial:
-            return None
-        raise _Closed from exc
-
-
-def _headers(head: bytes) -> tuple[str, dict[str, str]]:
-    lines = head.decode("latin-1").split("\r\n")
-    fields: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            name, _, value = line.partition(":")
-            fields[name.strip().lower()] = value.strip()
-    return lines[0], fields
-
-
-def _parse_request_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    first, fields = _headers(head)
-    parts = first.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise _Closed(f"not an HTTP/1.x request: {first[:80]!r}")
-    return parts[0], parts[1], fields
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str], timeout: float) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await asyncio.wait_for(_read_chunked(reader), timeout=timeout)
-    length = int(headers.get("content-length", "0") or 0)
-    if length < 0 or length > BODY_LIMIT:
-        raise _Closed(f"body of {length} bytes")
-    return await asyncio.wait_for(reader.readexactly(length), timeout=timeout) if length else b""
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    out = bytearray()
-    for _ in range(100_000):
-        line = await reader.readuntil(b"\r\n")
-        out += line
-        size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-        if size == 0:
-            for _ in range(100):  # trailers end with an empty line
-                trailer = await reader.readuntil(b"\r\n")
-                out += trailer
-                if trailer == b"\r\n":
-                    return bytes(out)
-            raise _Closed("too many trailers")
-        if len(out) + size > BODY_LIMIT:
-            raise _Closed("chunked body too large")
-        out += await reader.readexactly(size + 2)
-    raise _Closed("too many chunks")
-
-
-async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes]:
-    """One whole response of the server (head and body), as bytes."""
-    for _ in range(10):  # 1xx interim answers come before the real one
-        head = await _read_head(reader, UPSTREAM_TIMEOUT, eof_ok=False)
-        assert head is not None
-        first, fields = _headers(head)
-        status = int(first.split(" ")[1])
-        if 100 <= status < 200 and status != 101:
-            continue
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-            return status, head
-        if "chunked" in fields.get("transfer-encoding", "").lower() or "content-length" in fields:
-            return status, head + await _read_body(reader, fields, UPSTREAM_TIMEOUT)
-        body = await asyncio.wait_for(reader.read(BODY_LIMIT), timeout=UPSTREAM_TIMEOUT)  # until close
-        return status, head + body
-    raise _Closed("too many interim answers")
 
 
 def _answer(code: int, reason: str, extra: dict[str, str]) -> bytes:
@@ -637,26 +405,3 @@ def _answer(code: int, reason: str, extra: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {code} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in extra.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None] | None = None
-) -> None:
-    """Copy bytes one way until either side closes (cancelled at the latest when the proxy stops)."""
-    while True:
-        data = await reader.read(PIPE_CHUNK)
-        if not data:
-            return
-        if count is not None:
-            count(len(data))
-        writer.write(data)
-        await writer.drain()
-
-
-def _reset(writer: asyncio.StreamWriter) -> None:
-    """Close with a TCP RST rather than a FIN."""
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    writer.transport.abort()

@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 
 from pipe import prefect_api, run, waiter
-from tests.conftest import ROOT, PipeResult, PrefectInspector, run_pipe
 from tests.faults import checks, leakscan
 from tests.faults.checks import Verdict
-from tests.faults.proxy import Fault, FaultProxy, Request, Schedule
+from tests.faults.proxy import Fault, FaultProxy, Schedule
 from tests.faults.tally import TALLY
-from tests.prefect_server import PrefectServer
+from tests.support.pipe import ROOT, PipeResult, run_pipe
+from tests.support.prefect_server import PrefectInspector, PrefectServer
+from tests.support.proxy import Request
 
 pytestmark = pytest.mark.prefect
 

@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 
 from pipe import config as pipe_config
 from pipe.errors import ConfigError
-from tests.conftest import BITBUCKET_ENV, PipeResult, PrefectInspector, run_pipe
 from tests.faults import checks, leakscan
-from tests.prefect_server import AUTH_STRING, PrefectServer
+from tests.support.pipe import BITBUCKET_ENV, PipeResult, run_pipe
+from tests.support.prefect_server import AUTH_STRING, PrefectInspector, PrefectServer
 
 # A Prefect Cloud-shaped key, used where a case sends an API key instead of the auth string.
 API_KEY = "pnu_" + "Q7x9" * 9
@@ -409,8 +409,8 @@ def test_load_raises_only_config_errors_and_never_shows_the_secret(
     assert config.api_url.startswith(("http://", "https://")) and config.timeout >= 1
     assert isinstance(config.parameters, dict)
     assert all(isinstance(t, str) and t.strip() == t and t for t in config.tags)
-    assert config.deployment is not None
-    assert config.deployment.is_id or config.deployment.text.count("/") == 1
+    assert len(config.targets) == 1
+    assert config.targets[0].ref.is_id or config.targets[0].ref.text.count("/") == 1
     assert SECRET not in repr(config)  # the credential is a Secret, redacted
 
 

@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.faults.proxy import Fault, FaultProxy, Request, Schedule
+from tests.faults.proxy import Fault, FaultProxy, Schedule
+from tests.support.proxy import Request
 
 
 class Upstream(ThreadingHTTPServer):

@@ -15,7 +15,7 @@ from pipe.errors import PipeError
 from tests.identity import leaks
 from tests.identity.issuer import AUDIENCE, REPO_UUID, Issuer, random_secret
 from tests.identity.servers import GcpStandIn, GcpWorld, Moto, OpenBao, TokenExchangeStandIn
-from tests.prefect_server import AUTH_STRING
+from tests.support.prefect_server import AUTH_STRING
 
 leaks.remember(AUTH_STRING)
 # The Prefect credentials the secret stores hold.

@@ -15,8 +15,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import BITBUCKET_ENV
 from tests.identity import leaks
+from tests.support.pipe import BITBUCKET_ENV
 
 WORKSPACE = "acme"
 WORKSPACE_UUID = "{5e6f7a8b-0000-4000-8000-00000000000a}"

@@ -1,79 +1,53 @@
 """Local servers for the identity tests: a real OpenBao, a real moto, and small stand-ins.
 
-OpenBao and moto run as child processes on free loopback ports; each is stopped (by its own pid)
-when the fixture ends. The stand-ins are threads in the test process serving documented endpoints;
-each one *checks* what it receives (grant type, token types, audience, the subject token's signature
-and claims, the bearer token of the previous hop) and records every request, so a test fails when the
-pipe sends the wrong thing — not only when it mishandles an answer.
+OpenBao and moto run as child processes on free loopback ports; each is stopped (by its own process
+group) when the fixture ends. The stand-ins are threads in the test process serving documented
+endpoints; each one *checks* what it receives (grant type, token types, audience, the subject token's
+signature and claims, the bearer token of the previous hop) and records every request, so a test fails
+when the pipe sends the wrong thing — not only when it mishandles an answer.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from tests.prefect_server import free_port
+from tests.support.processes import Process, free_port
+from tests.support.standin import Answer, Received, StandIn, json_answer
 
 BIN = Path(sys.executable).parent
 
 
-def _wait_for(url: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited early:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up in {timeout} s:\n{log.read_text()[-2000:]}")
+class _Server:
+    """A server binary run in a scratch directory of its own, removed when it stops."""
 
-
-class _Process:
     def __init__(self, args: list[str], health: str, name: str, timeout: float = 60) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix=f"identity-{name}-"))
-        self.log = self.dir / f"{name}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir
-            )
+        self.process = Process(args, self.dir / f"{name}.log", cwd=self.dir)
         try:
-            _wait_for(health, timeout, self.proc, self.log)
+            self.process.wait_healthy(health, timeout)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group of the process we started, nothing else
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        self.process.stop(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------- OpenBao
 
 
-class OpenBao(_Process):
+class OpenBao(_Server):
     """``bao server -dev`` (in memory) with the root token ``root``."""
 
     ROOT_TOKEN = "root"
@@ -113,7 +87,7 @@ class OpenBao(_Process):
 # --------------------------------------------------------------------------------------------- moto
 
 
-class Moto(_Process):
+class Moto(_Server):
     """``moto_server`` serving STS, Secrets Manager and SSM (it does not validate web identity tokens)."""
 
     ACCOUNT = "123456789012"
@@ -135,72 +109,6 @@ class Moto(_Process):
 
 
 # --------------------------------------------------------------------------------------------- stand-ins
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]  # names in lower case
-    body: bytes
-
-    def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(self.body.decode(), keep_blank_values=True).items()}
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-
-@dataclass
-class Answer:
-    status: int
-    body: str | bytes
-    content_type: str = "application/json"
-
-
-class StandIn:
-    """A tiny HTTP server on a free loopback port; subclasses implement :meth:`answer`."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        # Queued answers are served first (to script failures); then answer() decides.
-        self.queued: list[Answer] = []
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                headers = {k.lower(): v for k, v in self.headers.items()}  # HTTP header names are case-insensitive
-                request = Received(self.command, self.path, headers, self.rfile.read(length))
-                stand_in.received.append(request)
-                answer = stand_in.queued.pop(0) if stand_in.queued else stand_in.answer(request)
-                body = answer.body.encode() if isinstance(answer.body, str) else answer.body
-                self.send_response(answer.status)
-                self.send_header("Content-Type", answer.content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def answer(self, request: Received) -> Answer:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _json(status: int, data: Any) -> Answer:
-    return Answer(status, json.dumps(data))
 
 
 # AWS STS ---------------------------------------------------------------------------------------------
@@ -300,7 +208,7 @@ IAM_SCOPE = "https://www.googleapis.com/auth/iam"
 
 
 def google_error(status: int, name: str, message: str) -> Answer:
-    return _json(status, {"error": {"code": status, "message": message, "status": name}})
+    return json_answer(status, {"error": {"code": status, "message": message, "status": name}})
 
 
 @dataclass
@@ -348,16 +256,16 @@ class GcpStandIn(StandIn):
 
         form = request.form()
         if request.headers.get("content-type") != "application/x-www-form-urlencoded":
-            return _json(400, {"error": "invalid_request", "error_description": "expected a form body"})
+            return json_answer(400, {"error": "invalid_request", "error_description": "expected a form body"})
         if form.get("grant_type") != TOKEN_EXCHANGE_GRANT:
-            return _json(400, {"error": "unsupported_grant_type", "error_description": "grant_type"})
+            return json_answer(400, {"error": "unsupported_grant_type", "error_description": "grant_type"})
         if form.get("subject_token_type") != JWT_TYPE or form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
-            return _json(
+            return json_answer(
                 400,
                 {"error": "invalid_request", "error_description": "Invalid subject_token_type or requested_token_type"},
             )
         if form.get("audience") != self.world.provider_audience:
-            return _json(
+            return json_answer(
                 400,
                 {
                     "error": "invalid_target",
@@ -366,19 +274,19 @@ class GcpStandIn(StandIn):
             )
         # cloud-platform for direct access; google-auth asks for the IAM scope when it will impersonate.
         if not {CLOUD_PLATFORM, IAM_SCOPE} & set(form.get("scope", "").split()):
-            return _json(400, {"error": "invalid_scope", "error_description": "scope"})
+            return json_answer(400, {"error": "invalid_scope", "error_description": "scope"})
         try:
             claims = self.verify(form.get("subject_token", ""), self.world.allowed_audiences)
         except Exception as exc:
             if "audience" in str(exc).lower():
-                return _json(
+                return json_answer(
                     400,
                     {
                         "error": "invalid_grant",
                         "error_description": "The audience in ID Token [...] does not match the expected audience.",
                     },
                 )
-            return _json(
+            return json_answer(
                 400,
                 {
                     "error": "invalid_grant",
@@ -386,7 +294,7 @@ class GcpStandIn(StandIn):
                 },
             )
         if not self.world.condition(claims):
-            return _json(
+            return json_answer(
                 400,
                 {
                     "error": "unauthorized_client",
@@ -396,7 +304,7 @@ class GcpStandIn(StandIn):
         token = f"ya29.sts-{os.urandom(16).hex()}"
         self.federated[token] = claims
         leaks.remember(token)
-        return _json(
+        return json_answer(
             200,
             {"access_token": token, "issued_token_type": ACCESS_TOKEN_TYPE, "token_type": "Bearer", "expires_in": 3600},
         )
@@ -422,7 +330,7 @@ class GcpStandIn(StandIn):
         token = f"ya29.sa-{os.urandom(16).hex()}"
         self.impersonated[token] = sa
         leaks.remember(token)
-        return _json(200, {"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"})
+        return json_answer(200, {"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"})
 
     def _access(self, request: Received, path: str) -> Answer:
         import base64
@@ -445,7 +353,7 @@ class GcpStandIn(StandIn):
         if secret not in self.world.secrets:
             return google_error(404, "NOT_FOUND", f"Secret [{secret}] not found or has no versions.")
         data = base64.b64encode(self.world.secrets[secret].encode()).decode()
-        return _json(200, {"name": name.replace("latest", "1"), "payload": {"data": data}})
+        return json_answer(200, {"name": name.replace("latest", "1"), "payload": {"data": data}})
 
 
 # RFC 8693 -------------------------------------------------------------------------------------------
@@ -472,27 +380,29 @@ class TokenExchangeStandIn(StandIn):
 
         form = request.form()
         if request.method != "POST" or form.get("grant_type") != TOKEN_EXCHANGE_GRANT:
-            return _json(400, {"error": "unsupported_grant_type"})
+            return json_answer(400, {"error": "unsupported_grant_type"})
         if form.get("client_id") != self.client_id:
-            return _json(
+            return json_answer(
                 401, {"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"}
             )
         if form.get("subject_token_type") != JWT_TYPE:
-            return _json(400, {"error": "invalid_request", "error_description": "subject_token_type must be JWT"})
+            return json_answer(400, {"error": "invalid_request", "error_description": "subject_token_type must be JWT"})
         if form.get("audience") != self.audience:
-            return _json(
+            return json_answer(
                 400, {"error": "invalid_target", "error_description": f"Audience {form.get('audience')} not found"}
             )
         try:
             claims = self.verify(form.get("subject_token", ""))
         except Exception as exc:
-            return _json(400, {"error": "invalid_grant", "error_description": f"Invalid token ({type(exc).__name__})"})
+            return json_answer(
+                400, {"error": "invalid_grant", "error_description": f"Invalid token ({type(exc).__name__})"}
+            )
         if claims.get("repositoryUuid") != self.repository:
-            return _json(403, {"error": "access_denied", "error_description": "Client not allowed to exchange"})
+            return json_answer(403, {"error": "access_denied", "error_description": "Client not allowed to exchange"})
         token = f"eyJ.exchanged-{os.urandom(20).hex()}"
         self.issued.append(token)
         leaks.remember(token)
-        return _json(
+        return json_answer(
             200,
             {
                 "access_token": token,
@@ -518,12 +428,11 @@ class IdentityAwareProxy(StandIn):
 
     def answer(self, request: Received) -> Answer:
         import base64
-        import urllib.error
 
         bearer = request.headers.get("authorization", "")
         if not bearer.startswith("Bearer ") or not self.accepted(bearer.removeprefix("Bearer ")):
             self.refused += 1
-            return _json(401, {"detail": "the identity-aware proxy refused the request"})
+            return json_answer(401, {"detail": "the identity-aware proxy refused the request"})
         basic = base64.b64encode(self.auth_string.encode()).decode()
         headers = {
             "Authorization": f"Basic {basic}",

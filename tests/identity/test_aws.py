@@ -13,9 +13,8 @@ from typing import Any
 import pytest
 
 from pipe.errors import ConfigError, IdentityError
-from pipe.identity import obtain_credential
-from tests.conftest import BITBUCKET_ENV
 from tests.identity import leaks
+from tests.identity.calls import obtain_credential
 from tests.identity.conftest import PREFECT_API_KEY, ROLE_ARN, expect
 from tests.identity.issuer import AUDIENCE, ISSUER, REPO_UUID, Issuer
 from tests.identity.servers import (
@@ -27,7 +26,8 @@ from tests.identity.servers import (
     StsStandIn,
     sts_error,
 )
-from tests.prefect_server import AUTH_STRING
+from tests.support.pipe import BITBUCKET_ENV
+from tests.support.prefect_server import AUTH_STRING
 
 
 @pytest.fixture()
@@ -187,7 +187,7 @@ def test_field_of_a_non_json_secret(moto: Moto, aws_variables: dict[str, Any]) -
 
 
 def test_unreachable_sts_is_retried_within_the_bound(aws_variables: dict[str, Any], pauses: list[float]) -> None:
-    from tests.prefect_server import free_port
+    from tests.support.processes import free_port
 
     env = {**BITBUCKET_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     error = expect(IdentityError, obtain_credential, aws_variables, env)

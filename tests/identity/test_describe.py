@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from pipe.errors import ConfigError
-from pipe.identity import describe
-from tests.conftest import BITBUCKET_ENV
+from tests.identity.calls import describe
 from tests.identity.conftest import expect
 from tests.identity.issuer import AUDIENCE, ISSUER, REPO_UUID, STEP_UUID, Issuer
+from tests.support.pipe import BITBUCKET_ENV
 
 PROVIDER_PATH = ISSUER.removeprefix("https://")
 ENV_UUID = "{e0e0e0e0-0000-4000-8000-0000000000e1}"

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PrefectInspector, assert_no_secrets, run_pipe
 from tests.identity import leaks
 from tests.identity.conftest import ROLE_ARN, SECRET, SERVICE_ACCOUNT, VAULT_ROLE
 from tests.identity.issuer import OTHER_REPO_UUID, Issuer
 from tests.identity.servers import GcpStandIn, IdentityAwareProxy, Moto, OpenBao, TokenExchangeStandIn
-from tests.prefect_server import PrefectServer
+from tests.support.leaks import assert_no_secrets
+from tests.support.pipe import run_pipe
+from tests.support.prefect_server import PrefectInspector, PrefectServer
 
 pytestmark = pytest.mark.prefect
 

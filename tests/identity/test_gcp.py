@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from pipe.errors import ConfigError, IdentityError
-from pipe.identity import obtain_credential
-from tests.conftest import BITBUCKET_ENV
 from tests.identity import leaks
+from tests.identity.calls import obtain_credential
 from tests.identity.conftest import PREFECT_API_KEY, PROVIDER, SECRET, SERVICE_ACCOUNT, expect
 from tests.identity.issuer import AUDIENCE, OTHER_REPO_UUID, REPO_UUID, Issuer
-from tests.identity.servers import Answer, GcpStandIn, GcpWorld, google_error
-from tests.prefect_server import AUTH_STRING
+from tests.identity.servers import GcpStandIn, GcpWorld, google_error
+from tests.support.pipe import BITBUCKET_ENV
+from tests.support.prefect_server import AUTH_STRING
+from tests.support.standin import Answer
 
 
 def paths(google: GcpStandIn) -> list[str]:

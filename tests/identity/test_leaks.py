@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from pipe.identity import obtain_credential
 from pipe.secret import Secret
-from tests.conftest import BITBUCKET_ENV
 from tests.identity import leaks
+from tests.identity.calls import obtain_credential
 from tests.identity.servers import Moto, OpenBao
+from tests.support.pipe import BITBUCKET_ENV
 
 
 def test_the_scan_catches_a_leak() -> None:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from pipe.identity import is_configured
 from pipe.identity.variables import VARIABLES
-from tests.conftest import ROOT
+from tests.identity.calls import is_configured
+from tests.support.pipe import ROOT
 
 INTERFACE = {
     "PREFECT_API_KEY_SECRET", "PREFECT_API_AUTH_STRING_SECRET", "AWS_OIDC_ROLE_ARN", "AWS_DEFAULT_REGION",
@@ -70,12 +70,15 @@ def test_is_configured() -> None:
 
 
 def test_default_session_name_names_the_build() -> None:
+    from pipe.build import Build
     from pipe.identity.settings import default_session_name
 
     assert (
-        default_session_name({"BITBUCKET_REPO_SLUG": "data-pipelines", "BITBUCKET_BUILD_NUMBER": "42"})
+        default_session_name(Build.from_env({"BITBUCKET_REPO_SLUG": "data-pipelines", "BITBUCKET_BUILD_NUMBER": "42"}))
         == "bitbucket-data-pipelines-42"
     )
-    long = default_session_name({"BITBUCKET_REPO_SLUG": "x" * 100 + " y", "BITBUCKET_BUILD_NUMBER": "1234567"})
+    long = default_session_name(
+        Build.from_env({"BITBUCKET_REPO_SLUG": "x" * 100 + " y", "BITBUCKET_BUILD_NUMBER": "1234567"})
+    )
     assert len(long) == 64 and long.endswith("-1234567")
-    assert default_session_name({}) == "bitbucket-repo-local"
+    assert default_session_name(Build.from_env({})) == "bitbucket-repo-local"

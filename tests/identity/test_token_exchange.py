@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from pipe.errors import ConfigError, IdentityError
-from pipe.identity import obtain_credential
-from tests.conftest import BITBUCKET_ENV
+from tests.identity.calls import obtain_credential
 from tests.identity.conftest import CLIENT_ID, EXCHANGE_AUDIENCE, expect
 from tests.identity.issuer import OTHER_REPO_UUID, Issuer
-from tests.identity.servers import Answer, TokenExchangeStandIn
+from tests.identity.servers import TokenExchangeStandIn
+from tests.support.pipe import BITBUCKET_ENV
+from tests.support.standin import Answer
 
 
 def test_exchange_returns_a_bearer_credential(

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from pipe.errors import ConfigError, IdentityError
-from pipe.identity import obtain_credential
-from tests.conftest import BITBUCKET_ENV
+from tests.identity.calls import obtain_credential
 from tests.identity.conftest import PREFECT_API_KEY, VAULT_ROLE, expect
 from tests.identity.issuer import AUDIENCE, OTHER_REPO_UUID, REPO_UUID, Issuer
 from tests.identity.servers import OpenBao
-from tests.prefect_server import AUTH_STRING
+from tests.support.pipe import BITBUCKET_ENV
+from tests.support.prefect_server import AUTH_STRING
 
 
 def test_api_key_from_kv_v2_then_vault_token_revoked_on_close(
@@ -131,7 +131,7 @@ def test_unknown_role(openbao: OpenBao, vault_variables: dict[str, Any]) -> None
 
 
 def test_unreachable_vault_is_retried_then_reported(vault_variables: dict[str, Any], pauses: list[float]) -> None:
-    from tests.prefect_server import free_port
+    from tests.support.processes import free_port
 
     vault_variables["VAULT_ADDR"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     error = expect(IdentityError, obtain_credential, vault_variables, BITBUCKET_ENV)
@@ -152,8 +152,8 @@ def test_vault_token_revoked_at_exit_if_never_closed(
     script = tmp_path / "leave_open.py"
     script.write_text(
         "import json, sys\n"
-        "from pipe.identity import obtain_credential\n"
-        "obtain_credential(json.loads(sys.argv[1]), {})\n"
+        "from pipe import identity\n"
+        "identity.obtain_credential(identity.load(json.loads(sys.argv[1]), {}))\n"
         "print('obtained')\n"
     )
     before = openbao.accessors()

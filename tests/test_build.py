@@ -1,13 +1,13 @@
-"""Commit metadata from Bitbucket's variables."""
+"""The build (commit, repository, pipeline, step) from Bitbucket's variables."""
 
 from __future__ import annotations
 
-from pipe.metadata import CommitMetadata
-from tests.conftest import BITBUCKET_ENV
+from pipe.build import Build
+from tests.support.pipe import BITBUCKET_ENV
 
 
 def test_push_build() -> None:
-    meta = CommitMetadata.from_env(BITBUCKET_ENV)
+    meta = Build.from_env(BITBUCKET_ENV)
     assert meta.commit_sha == BITBUCKET_ENV["BITBUCKET_COMMIT"]
     assert meta.repository == "acme/data-pipelines"
     assert meta.short_sha == "0f3c1e2"
@@ -20,21 +20,21 @@ def test_push_build() -> None:
 
 
 def test_tag_and_pull_request_builds() -> None:
-    tag = CommitMetadata.from_env({**BITBUCKET_ENV, "BITBUCKET_BRANCH": "", "BITBUCKET_TAG": "v1.2.0"})
+    tag = Build.from_env({**BITBUCKET_ENV, "BITBUCKET_BRANCH": "", "BITBUCKET_TAG": "v1.2.0"})
     assert tag.branch is None and tag.tag == "v1.2.0" and "tag:v1.2.0" in tag.tags()
-    pr = CommitMetadata.from_env({**BITBUCKET_ENV, "BITBUCKET_PR_ID": "17", "BITBUCKET_BRANCH": "feature/x"})
+    pr = Build.from_env({**BITBUCKET_ENV, "BITBUCKET_PR_ID": "17", "BITBUCKET_BRANCH": "feature/x"})
     assert pr.pull_request_id == "17" and "pr:17" in pr.tags()
     assert pr.parameters()["pull_request_id"] == "17"
 
 
 def test_outside_pipelines() -> None:
-    meta = CommitMetadata.from_env({})
-    assert not meta.in_pipelines
+    meta = Build.from_env({})
+    assert not meta.in_pipelines and not meta.reportable
     assert meta.tags() == [] and meta.default_run_name() is None and meta.labels() == {}
 
 
 def test_parameters_carry_the_whole_object() -> None:
-    meta = CommitMetadata.from_env(BITBUCKET_ENV)
+    meta = Build.from_env(BITBUCKET_ENV)
     params = meta.parameters()
     assert params["bitbucket"]["repository"] == "acme/data-pipelines"
     assert set(params) == {

@@ -1,0 +1,62 @@
+"""Outputs for later steps: one value per name, the final one, and every run of a DEPLOYMENTS step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipe import outputs
+from pipe.config import OutputSettings
+from pipe.outcome import RunInfo, RunResult
+
+
+def info(name: str) -> RunInfo:
+    return RunInfo(name, f"dep-{name}", f"id-{name}", f"run-{name}", f"https://prefect.example.com/runs/{name}")
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_each_name_is_written_once_with_its_final_value(tmp_path: Path) -> None:
+    path = tmp_path / "variables"
+    path.write_text("MY_OWN=kept\n")
+    settings = OutputSettings(variables_path=str(path))
+    run = info("etl/a")
+    outputs.write(settings, [(run, None)])
+    outputs.write(settings, [(run, RunResult(run=run, state_type="COMPLETED", state_name="Completed"))])
+
+    written = lines(path)
+    names = [line.partition("=")[0] for line in written]
+    assert len(names) == len(set(names))
+    assert written[0] == "MY_OWN=kept"
+    assert "PREFECT_FLOW_RUN_STATE=COMPLETED" in written and "PREFECT_FLOW_RUN_ID=id-etl/a" in written
+    assert "PREFECT_FLOW_RUN_COUNT=1" in written
+
+
+def test_every_run_of_a_deployments_step_reaches_later_steps(tmp_path: Path) -> None:
+    path = tmp_path / "variables"
+    (tmp_path / "shared").mkdir()
+    settings = OutputSettings(variables_path=str(path), shared_dir=str(tmp_path / "shared"))
+    runs = [info("etl/a"), info("etl/b"), info("etl/c")]
+    outputs.write(settings, [(run, None) for run in runs])
+    failed = RunResult(run=runs[1], state_type="FAILED", state_name="Failed")
+    outputs.write(settings, [(runs[0], None), (runs[1], failed), (runs[2], None)])
+
+    values = dict(line.split("=", 1) for line in lines(path))
+    assert values["PREFECT_FLOW_RUN_COUNT"] == "3"
+    assert [values[f"PREFECT_FLOW_RUN_{n}_ID"] for n in (1, 2, 3)] == ["id-etl/a", "id-etl/b", "id-etl/c"]
+    assert values["PREFECT_FLOW_RUN_2_STATE"] == "FAILED"
+    assert "PREFECT_FLOW_RUN_ID" not in values  # one run's names would say which of three?
+    listed = json.loads(values["PREFECT_FLOW_RUNS"])
+    assert [(r["deployment"], r["state"]) for r in listed] == [
+        ("etl/a", "SCHEDULED"),
+        ("etl/b", "FAILED"),
+        ("etl/c", "SCHEDULED"),
+    ]
+    assert len(lines(path)) == len(values)
+
+
+def test_a_step_that_cannot_write_outputs_says_so_and_goes_on(tmp_path: Path) -> None:
+    settings = OutputSettings(variables_path=str(tmp_path / "missing-dir" / "variables"))
+    outputs.write(settings, [(info("etl/a"), None)])  # no exception: a warning line

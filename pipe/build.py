@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -35,6 +36,7 @@ class Build:
     pull_request_destination_branch: str | None = None
     deployment_environment: str | None = None
     in_pipelines: bool = False  # CI is set: the Pipelines auth proxy is there to use
+    checkout: str | None = None  # outside Pipelines: the git checkout the values were read from
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Build:
@@ -64,6 +66,13 @@ class Build:
             deployment_environment=get("BITBUCKET_DEPLOYMENT_ENVIRONMENT"),
             in_pipelines=bool(env.get("CI")),
         )
+
+    @property
+    def origin(self) -> str:
+        """Where these values came from, for the build log."""
+        if self.checkout:
+            return f"the git checkout in {self.checkout}"
+        return "Bitbucket's variables" if self.commit_sha else "nowhere (no Bitbucket variables and no git checkout)"
 
     @property
     def short_sha(self) -> str | None:
@@ -178,3 +187,91 @@ class Build:
     def refname(self) -> str | None:
         """The PR's source branch on pull-request builds: that links the status to the pull request."""
         return self.branch if self.pull_request_id else None
+
+
+# -- outside Pipelines: the git checkout the pipe was started in ------------------------------------------
+
+_REMOTE_REPOSITORY = re.compile(r"[:/](?P<workspace>[\w.-]+)/(?P<slug>[\w.-]+?)(?:\.git)?/?$")
+
+
+def from_checkout(root: Path) -> Build | None:
+    """The commit, branch and repository of the git checkout at ``root`` (a ``docker run`` with the
+    repository mounted), read from the files in ``.git`` — the pipe's image has no git. None when
+    there is no readable checkout."""
+    git = _git_dir(root)
+    if git is None:
+        return None
+    try:
+        head = (git / "HEAD").read_text(encoding="utf-8").strip()
+        branch = None
+        if head.startswith("ref: "):
+            ref = head[len("ref: ") :]
+            branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+            commit = _resolve(git, ref)
+        else:
+            commit = head
+        remote = _origin(git)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not commit or not _SHA.match(commit):
+        return None
+    match = _REMOTE_REPOSITORY.search(remote or "")
+    workspace, slug = (match.group("workspace"), match.group("slug")) if match else (None, None)
+    return Build(
+        commit_sha=commit,
+        branch=branch,
+        workspace=workspace,
+        repo_slug=slug,
+        repository=f"{workspace}/{slug}" if workspace and slug else None,
+        checkout=str(root),
+    )
+
+
+def _git_dir(root: Path) -> Path | None:
+    dot_git = root / ".git"
+    if dot_git.is_dir():
+        return dot_git
+    if dot_git.is_file():  # a worktree or submodule: "gitdir: <path>"
+        text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+        if text.startswith("gitdir: "):
+            path = Path(text[len("gitdir: ") :])
+            path = path if path.is_absolute() else (root / path)
+            if (path / "HEAD").is_file():
+                return path
+    return None
+
+
+def _resolve(git: Path, ref: str) -> str | None:
+    for base in (git, _common_dir(git)):
+        loose = base / ref
+        if loose.is_file():
+            return loose.read_text(encoding="utf-8").strip()
+        packed = base / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text(encoding="utf-8").splitlines():
+                sha, _, name = line.partition(" ")
+                if name.strip() == ref:
+                    return sha.strip()
+    return None
+
+
+def _common_dir(git: Path) -> Path:
+    common = git / "commondir"
+    if common.is_file():
+        path = Path(common.read_text(encoding="utf-8").strip())
+        return path if path.is_absolute() else (git / path)
+    return git
+
+
+def _origin(git: Path) -> str | None:
+    config = _common_dir(git) / "config"
+    if not config.is_file():
+        return None
+    section = None
+    for raw in config.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == '[remote "origin"]' and line.replace(" ", "").startswith("url="):
+            return line.split("=", 1)[1].strip()
+    return None

@@ -23,7 +23,7 @@ import yaml
 from pipe import identity
 from pipe.bitbucket.settings import ReportSettings
 from pipe.bitbucket.variables import VARIABLES as REPORT_VARIABLES
-from pipe.build import Build
+from pipe.build import Build, from_checkout
 from pipe.credentials import is_user_password
 from pipe.errors import ConfigError
 from pipe.identity.variables import VARIABLES as IDENTITY_VARIABLES
@@ -361,7 +361,7 @@ def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, An
         stream_logs=variables["STREAM_LOGS"],
         dry_run=variables["DRY_RUN"],
         debug=variables["DEBUG"],
-        build=Build.from_env(env),
+        build=_build(env),
         identity=identity.load(variables, env),
         report=ReportSettings.load(variables),
         deploy=DeploySettings(
@@ -374,6 +374,14 @@ def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, An
             variables_path=env.get("BITBUCKET_PIPELINES_VARIABLES_PATH") or None,
         ),
     )
+
+
+def _build(env: Mapping[str, str]) -> Build:
+    """Bitbucket's variables; outside Pipelines (no BITBUCKET_COMMIT), the git checkout the pipe runs in."""
+    build = Build.from_env(env)
+    if build.commit_sha:
+        return build
+    return from_checkout(_clone_dir(env)) or build
 
 
 def _clone_dir(env: Mapping[str, str]) -> Path:

@@ -18,11 +18,16 @@ if TYPE_CHECKING:
 RULE = "─"
 
 
-def dry_run(config: Config, plans: list[Plan]) -> None:
+def identity(config: Config) -> None:
+    """DRY_RUN's identity picture (the step token's claims, a ready trust condition), printed before any
+    exchange is tried: a refused or unreachable exchange is when it is needed most."""
     from pipe import identity
 
     for line in identity.describe(config.identity):
         console.info(line)
+
+
+def dry_run(plans: list[Plan]) -> None:
     for plan in plans:
         console.info(f"DRY_RUN: deployment {plan.label} ({plan.deployment.id}) resolved; nothing was created")
         body = json.dumps(plan.request.create_fields(), indent=2, sort_keys=True, default=str)

@@ -80,6 +80,10 @@ class Plan:
 
 async def run(config: Config) -> int:
     """Run ACTION and return the exit code (errors are raised as PipeError)."""
+    if not config.build.in_pipelines:
+        console.info(f"Not in Bitbucket Pipelines: the commit comes from {config.build.origin}")
+    if config.dry_run:
+        presentation.identity(config)
     credential = authenticate(config)
     try:
         targets = config.targets
@@ -93,7 +97,7 @@ async def run(config: Config) -> int:
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
             plans = await resolve(config, api, targets)
             if config.dry_run:
-                presentation.dry_run(config, plans)
+                presentation.dry_run(plans)
                 return 0
             try:
                 return await trigger_and_follow(config, api, plans)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from pipe.build import Build
+import subprocess
+from pathlib import Path
+
+from pipe import config
+from pipe.build import Build, from_checkout
 from tests.support.pipe import BITBUCKET_ENV
 
 
@@ -48,3 +52,53 @@ def test_parameters_carry_the_whole_object() -> None:
         "deployment_environment",
         "bitbucket",
     }
+
+
+def test_outside_pipelines_the_git_checkout_names_the_commit(tmp_path: Path) -> None:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True, env=GIT_ENV
+        ).stdout.strip()
+
+    git("init", "-q", "-b", "feature/x")
+    git("remote", "add", "origin", "git@bitbucket.org:acme/data-pipelines.git")
+    (tmp_path / "flow.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "one")
+    sha = git("rev-parse", "HEAD")
+
+    build = from_checkout(tmp_path)
+    assert build is not None
+    assert (build.commit_sha, build.branch, build.repository) == (sha, "feature/x", "acme/data-pipelines")
+    assert build.default_run_name() is None  # no build number outside Pipelines
+    assert f"commit:{sha[:7]}" in build.tags() and "branch:feature/x" in build.tags()
+    assert build.origin == f"the git checkout in {tmp_path}"
+
+    git("pack-refs", "--all")  # refs in packed-refs, as after a gc
+    assert (from_checkout(tmp_path) or Build()).commit_sha == sha
+
+    loaded = config.load(
+        {"PREFECT_API_URL": "http://127.0.0.1:4200/api", "DEPLOYMENT": "a/b", "BITBUCKET_CLONE_DIR": str(tmp_path)}
+    )
+    assert loaded.build.commit_sha == sha
+    assert (
+        config.load(
+            {**BITBUCKET_ENV, "PREFECT_API_URL": "http://127.0.0.1:4200/api", "DEPLOYMENT": "a/b"}
+        ).build.commit_sha
+        == BITBUCKET_ENV["BITBUCKET_COMMIT"]
+    )
+
+
+def test_no_checkout_is_said_plainly(tmp_path: Path) -> None:
+    assert from_checkout(tmp_path) is None
+    assert Build().origin.startswith("nowhere")
+
+
+GIT_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.com",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.com",
+    "HOME": "/tmp",
+}

@@ -30,3 +30,11 @@ def test_every_schema_variable_is_documented() -> None:
 def test_every_documented_variable_exists() -> None:
     unknown = sorted(table_variables() - set(SCHEMA) - NOT_IN_SCHEMA)
     assert not unknown, f"README documents variables the pipe does not read: {unknown}"
+
+
+def test_the_yaml_definition_lists_every_variable() -> None:
+    start = README.index("## YAML Definition")
+    block = README[start : README.index("```\n", README.index("```yaml", start) + 7)]
+    listed = set(re.findall(r"^\s+#?\s*([A-Z][A-Z0-9_]+):", block, re.MULTILINE))
+    missing = sorted(set(SCHEMA) - listed - {"BITBUCKET_STEP_OIDC_TOKEN"})
+    assert not missing, f"the YAML Definition does not list: {missing}"

@@ -21,7 +21,7 @@ REPORT_TITLE = 450
 REPORT_DETAILS = 2000
 REPORT_REPORTER = 450
 REPORT_LINK = 450
-DATA_FIELDS = 10
+DATA_FIELDS = 10  # Cloud documents 10 data fields per report (Data Center allows 6; the pipe reports to Cloud)
 DATA_TITLE = 50
 DATA_TEXT = 450
 

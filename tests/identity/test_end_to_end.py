@@ -95,6 +95,17 @@ def test_dry_run_shows_the_identity_picture(vault_env: dict[str, str], prefect_s
     check_clean(result.output, vault_env, prefect_server)
 
 
+def test_dry_run_shows_the_trust_condition_even_when_the_exchange_is_refused(
+    vault_env: dict[str, str], prefect_server: PrefectServer
+) -> None:
+    result = run_pipe({**vault_env, "DRY_RUN": "true", "VAULT_ROLE": "no-such-role"})
+    assert result.code == 1, result
+    claims = result.output.index("Step OIDC token claims (not verified here)")
+    condition = result.output.index('"bound_claims"')
+    assert claims < condition < result.output.index("✖")  # printed first: the refused case needs it most
+    check_clean(result.output, vault_env, prefect_server)
+
+
 def test_aws_secrets_manager(oidc_env: dict[str, str], moto: Moto, prefect_server: PrefectServer) -> None:
     env = {
         **oidc_env,

@@ -36,6 +36,7 @@ class Answer:
     status: int
     body: str | bytes
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location, Retry-After
 
 
 def json_answer(status: int, data: Any) -> Answer:
@@ -106,6 +107,8 @@ def _handler_for(stand_in: StandIn) -> type[BaseHTTPRequestHandler]:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

@@ -40,7 +40,7 @@ test-long: venv
 
 test-compat: venv
 	.ci/compat-setup
-	$(PY) -m pytest -m compat
+	$(PY) -m pytest -m compat tests/compat
 
 demo: venv
 	$(PY) -m tests.demo
@@ -48,8 +48,11 @@ demo: venv
 bench: venv
 	$(PY) -m bench
 
+# Tagged as the README's commands name it (org/prefect-trigger:<version>) and as prefect-trigger:dev.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' pipe/__init__.py)
+
 image:
-	docker build --network host --build-arg BASE_IMAGE=$$(.ci/docker-setup) -t prefect-trigger:dev .
+	docker build --network host --build-arg BASE_IMAGE=$$(.ci/docker-setup) -t prefect-trigger:dev -t org/prefect-trigger:$(VERSION) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

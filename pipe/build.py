@@ -147,13 +147,15 @@ class Build:
         return {k: v for k, v in labels.items() if v}
 
     def default_run_name(self, deployment: str | None = None) -> str | None:
-        """``<repo>-build-<n>-<ref>-<sha7>``; with several deployments in one step, the deployment's
-        name follows, so their runs can be told apart (``…-0f3c1e2-etl-daily``)."""
-        if not (self.repository and self.build_number):
+        """``<repo>-build-<n>-<ref>-<sha7>`` (``<repo>-local-<ref>-<sha7>`` from a git checkout outside
+        Pipelines); with several deployments in one step, the deployment's name follows, so their runs
+        can be told apart (``…-0f3c1e2-etl-daily``)."""
+        build = f"build-{self.build_number}" if self.build_number else ("local" if self.checkout else None)
+        if not (self.repository and build):
             return None
         slug = self.repository.rsplit("/", 1)[-1]
         ref = self.tag or self.branch or (f"pr-{self.pull_request_id}" if self.pull_request_id else None)
-        parts = [slug, f"build-{self.build_number}", ref, self.short_sha]
+        parts = [slug, build, ref, self.short_sha]
         if deployment:
             parts.append(re.sub(r"[^\w.-]+", "-", deployment).strip("-"))
         return "-".join(p for p in parts if p)

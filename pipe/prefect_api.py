@@ -3,24 +3,40 @@
 The credential is handed to Prefect's settings in memory for the duration of the ``async with``
 (never through ``os.environ``), so the HTTP client, the events stream and the logs stream all use
 it. Errors become one :class:`PrefectError` line naming the server, the cause and the fix.
+
+The first call reads the server's version first (``/api/admin/version``; Prefect Cloud has none) and
+refuses a server older than :mod:`pipe.prefect_compat` supports. Requests carry only the fields the pipe
+set, so servers older than the client take them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import Awaitable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+from pipe import console
 from pipe.config import DeploymentRef
 from pipe.credentials import Credential
 from pipe.errors import DeploymentNotFound, PrefectError
+from pipe.prefect_compat import (
+    LOWEST_SUPPORTED,
+    ServerVersion,
+    accepts_flow_run_labels,
+    check_supported,
+    filter_body,
+    parse_version,
+    rejected_fields,
+    user_input_rejected,
+)
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
-    from prefect.client.schemas.objects import FlowRun, Log
+    from prefect.client.schemas.objects import FlowRun, Log, TaskRun, WorkPool
     from prefect.client.schemas.responses import DeploymentResponse
 
 T = TypeVar("T")
@@ -31,6 +47,11 @@ MAX_RETRIES = 4  # Prefect's client retries 408/429/502/503 and connection error
 # One call, its retries included. Without it a server that accepts connections and never answers
 # holds each call for 5 attempts x the request timeout + 30 s of backoff (about 3 minutes).
 CALL_BUDGET_SECONDS = 60.0
+# Before the first answer Prefect's client does not retry a failed connect, and after its 5 attempts
+# (three resets and two 503s at the start once ended a step within seconds) it gives up: the first
+# contact tries again after this pause, for the rest of the first call's budget.
+FIRST_CONTACT_PAUSE_SECONDS = 1.0
+RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
 LOGS_PAGE = TASK_RUNS_PAGE = 200  # the server's maximum
 
 
@@ -59,8 +80,12 @@ class PrefectApi:
         self.ui_url = ui_url
         self.credential = credential
         self.requests = 0  # HTTP requests sent through the client (for the summary and the benchmark)
+        self.server_version: ServerVersion | None = None  # None on Prefect Cloud or when the server hides it
         self._stack = contextlib.AsyncExitStack()
         self._client: PrefectClient | None = None
+        self._contacted = False
+        self._contact_lock = asyncio.Lock()
+        self._busy_answer: Exception | None = None  # the first contact's last retried answer (503, ...)
 
     @property
     def host(self) -> str:
@@ -147,40 +172,72 @@ class PrefectApi:
     # -- trigger ---------------------------------------------------------------------------------
 
     async def create_flow_run(self, deployment_id: Any, **fields: Any) -> FlowRun:
-        return await self.call(
-            "creating the flow run", self.client.create_flow_run_from_deployment(deployment_id, **fields)
+        """Create a Scheduled run with these fields (``labels`` only where the server has them)."""
+        from prefect.client.schemas.actions import DeploymentFlowRunCreate
+        from prefect.client.schemas.objects import FlowRun
+        from prefect.states import Scheduled, to_state_create
+
+        await self.contact("creating the flow run")  # the server's version decides the fields
+        if not accepts_flow_run_labels(self.server_version):
+            fields.pop("labels", None)  # the tags carry the same values
+        create = DeploymentFlowRunCreate(state=to_state_create(Scheduled()), **fields)
+        response = await self.call(
+            "creating the flow run",
+            self.client.request(
+                "POST",
+                "/deployments/{id}/create_flow_run",
+                path_params={"id": deployment_id},
+                json=create.model_dump(mode="json", exclude_unset=True),
+            ),
         )
+        return FlowRun.model_validate(response.json())
+
+    # -- deploy ------------------------------------------------------------------------------------
+
+    async def read_work_pool(self, name: str) -> WorkPool | None:
+        """The work pool of that name, or None when the server has none (404)."""
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            # Prefect's client puts the name into the URL path as it is.
+            return await self.call(f"reading work pool {name!r}", self.client.read_work_pool(_path_segment(name)))
+        except ObjectNotFound:
+            return None
 
     # -- wait --------------------------------------------------------------------------------------
 
     async def read_flow_runs(self, flow_run_ids: list[Any]) -> list[FlowRun]:
         """The runs with these ids, in one request (DEPLOYMENTS has at most 50 entries)."""
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.objects import FlowRun
 
-        return await self.call(
+        body = filter_body(flow_runs=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)), limit=len(flow_run_ids))
+        response = await self.call(
             "reading the flow run" if len(flow_run_ids) == 1 else "reading the flow runs",
-            self.client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)), limit=len(flow_run_ids)
-            ),
+            self.client.request("POST", "/flow_runs/filter", json=body),
         )
+        return FlowRun.model_validate_list(response.json())
 
     async def read_logs(self, flow_run_ids: list[Any], after: datetime | None, offset: int = 0) -> list[Log]:
         """One page of the runs' lines after ``after``, oldest first."""
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
+        from prefect.client.schemas.objects import Log
         from prefect.client.schemas.sorting import LogSort
 
         log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids))
         if after is not None:
-            log_filter.timestamp = LogFilterTimestamp(after_=after)
-        return await self.call(
+            # Prefect types the field with its own datetime subclass; pydantic takes any aware datetime.
+            log_filter.timestamp = LogFilterTimestamp(after_=after)  # type: ignore[arg-type]
+        body = filter_body(logs=log_filter, limit=LOGS_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC.value)
+        response = await self.call(
             "reading the flow run's logs" if len(flow_run_ids) == 1 else "reading the flow runs' logs",
-            self.client.read_logs(log_filter=log_filter, limit=LOGS_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC),
+            self.client.request("POST", "/logs/filter", json=body),
         )
+        return Log.model_validate_list(response.json())
 
     async def cancel(self, flow_run_id: Any) -> str:
         """Ask the run to stop; returns the state type the server settled on."""
-        from prefect.client.schemas.objects import StateType
-        from prefect.states import State
+        from prefect.client.schemas.objects import State, StateType
 
         result = await self.call(
             "cancelling the flow run",
@@ -196,19 +253,20 @@ class PrefectApi:
         out): one request, and one more per run whose tasks a full page crowded out."""
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterState
         from prefect.client.schemas.filters import TaskRunFilterStateType as StateTypeFilter
-        from prefect.client.schemas.objects import StateType
+        from prefect.client.schemas.objects import StateType, TaskRun
 
-        async def read(ids: list[Any], limit: int) -> list[Any]:
-            return await self.call(
-                "reading the failed task runs",
-                self.client.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
-                    task_run_filter=TaskRunFilter(
-                        state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.FAILED, StateType.CRASHED]))
-                    ),
-                    limit=limit,
+        async def read(ids: list[Any], limit: int) -> list[TaskRun]:
+            body = filter_body(
+                flow_runs=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
+                task_runs=TaskRunFilter(
+                    state=TaskRunFilterState(type=StateTypeFilter(any_=[StateType.FAILED, StateType.CRASHED]))
                 ),
+                limit=limit,
             )
+            response = await self.call(
+                "reading the failed task runs", self.client.request("POST", "/task_runs/filter", json=body)
+            )
+            return TaskRun.model_validate_list(response.json())
 
         names: dict[Any, str] = {}
         tasks = await read(flow_run_ids, TASK_RUNS_PAGE)
@@ -225,17 +283,67 @@ class PrefectApi:
     # -- errors ------------------------------------------------------------------------------------
 
     async def call(self, doing: str, request: Awaitable[T]) -> T:
-        """Await one API call (retries included) for at most CALL_BUDGET_SECONDS, errors translated."""
+        """Await one API call (retries included) for at most CALL_BUDGET_SECONDS, errors translated.
+        The first call contacts the server first, within the same budget."""
         with self.translate(doing):
             try:
                 async with asyncio.timeout(CALL_BUDGET_SECONDS):
+                    try:
+                        await self._contact()
+                    except BaseException:
+                        if inspect.iscoroutine(request):
+                            request.close()  # never sent
+                        raise
                     return await request
             except TimeoutError:
+                if self._busy_answer is not None:  # what the server kept answering says more than silence
+                    raise self._busy_answer from None
                 raise PrefectError(
                     f"the Prefect API at {self.host} did not answer within {CALL_BUDGET_SECONDS:.0f}s"
                     f" (retries included) while {doing}",
                     "check that the server is up and reachable from the build, then re-run the step",
                 ) from None
+
+    async def contact(self, doing: str) -> None:
+        """Make the first contact now (when nothing was read yet), errors translated."""
+        if not self._contacted:
+            await self.call(doing, asyncio.sleep(0))
+
+    async def _contact(self) -> None:
+        """Once per session: read the server's version, say it, and refuse a server that is too old."""
+        async with self._contact_lock:  # concurrent first calls wait for the one contact
+            if self._contacted:
+                return
+            if not is_cloud(self.api_url):  # Cloud has no /admin/version and is always current
+                self.server_version = await self._read_version()
+                if self.server_version is not None:
+                    console.info(f"Prefect server {self.server_version} at {self.host}")
+                    check_supported(self.server_version, f"the Prefect API at {self.host}")
+            self._contacted = True
+
+    async def _read_version(self) -> ServerVersion | None:
+        """The server's version, None where it is hidden (404). A server that is starting up or a
+        flaky network gets tries until the call's budget runs out, as later calls do; nothing
+        listening at all is said at once."""
+        import httpx
+
+        while True:
+            try:
+                response = await self.client.request("GET", "/admin/version")
+                self._busy_answer = None
+                body = response.json()
+                return parse_version(body) if isinstance(body, str) else None
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code in (403, 404):  # a proxy in front that hides the admin routes
+                    return None
+                if exc.response.status_code not in RETRIED_STATUS:
+                    raise
+                self._busy_answer = exc
+            except httpx.ConnectError:
+                raise  # nothing listens there (a wrong URL)
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError):
+                self._busy_answer = None
+            await asyncio.sleep(FIRST_CONTACT_PAUSE_SECONDS)
 
     @contextlib.contextmanager
     def translate(self, doing: str) -> Iterator[None]:
@@ -287,9 +395,18 @@ class PrefectApi:
                 f"{where} answered 404 while {doing}",
                 "check the account and workspace ids in PREFECT_API_URL and that the key's account is a member",
             )
-        if code in (409, 422):
+        if code == 409 or (code == 422 and user_input_rejected(rejected_fields(_body(response)))):
             return PrefectError(
                 f"{where} refused {doing}: {detail}", "fix PARAMETERS or JOB_VARIABLES to match the deployment"
+            )
+        if code == 422:  # a field this pipe sends that the server does not know
+            fields = ", ".join(rejected_fields(_body(response)))
+            version = f"Prefect {self.server_version}" if self.server_version else "Prefect, version unknown"
+            return PrefectError(
+                f"{where} ({version}) did not accept {fields or 'the request'} while {doing}"
+                + ("" if fields else f": {detail}"),
+                f"this pipe works with Prefect {LOWEST_SUPPORTED} and newer: upgrade the server, or report this"
+                " with the server's version",
             )
         if code >= 500 or code == 429:
             return PrefectError(
@@ -297,13 +414,90 @@ class PrefectApi:
             )
         return PrefectError(f"{where} answered {code} while {doing}: {detail}", "check the request variables")
 
+    # -- what the waiter tells of a run (added for the waiter's messages) -------------------------
+
+    async def live_workers(self, pool: str) -> int | None:
+        """How many workers of the work pool are online; None when the server has no such pool."""
+        from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
+
+        body = filter_body(workers=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"])), limit=TASK_RUNS_PAGE)
+        try:
+            response = await self.call(
+                f"reading the workers of work pool {pool!r}",
+                self.client.request(
+                    "POST",
+                    "/work_pools/{work_pool_name}/workers/filter",
+                    path_params={"work_pool_name": _path_segment(pool)},
+                    json=body,
+                ),
+            )
+        except PrefectError as exc:
+            if status_code(exc) == 404:
+                return None
+            raise
+        return len(response.json())
+
+    async def task_run_names(self, task_run_ids: list[Any]) -> dict[Any, str]:
+        """The names of these task runs (at most TASK_RUNS_PAGE), in one request."""
+        from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
+        from prefect.client.schemas.objects import TaskRun
+
+        ids = task_run_ids[:TASK_RUNS_PAGE]
+        body = filter_body(task_runs=TaskRunFilter(id=TaskRunFilterId(any_=ids)), limit=len(ids))
+        response = await self.call(
+            "reading the task runs' names", self.client.request("POST", "/task_runs/filter", json=body)
+        )
+        return {task.id: task.name for task in TaskRun.model_validate_list(response.json())}
+
+    # -- what a deploy's prefect.yaml references (added for the deploy's checks) -------------------
+
+    async def block_exists(self, block_type_slug: str, name: str) -> bool:
+        """Whether the server has a block document of that type and name (``{{ prefect.blocks.<type>.<name> }}``)."""
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            await self.call(
+                f"reading block {block_type_slug}/{name}",
+                self.client.read_block_document_by_name(
+                    _path_segment(name), _path_segment(block_type_slug), include_secrets=False
+                ),
+            )
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def variable_exists(self, name: str) -> bool:
+        """Whether the server has a variable of that name (``{{ prefect.variables.<name> }}``)."""
+        found = await self.call(f"reading variable {name!r}", self.client.read_variable_by_name(_path_segment(name)))
+        return found is not None
+
 
 def _path_name(ref: DeploymentRef) -> str:
     """``flow/deployment`` with each part percent-encoded for the URL path Prefect's client builds
     without encoding: otherwise ``greet/ci?x=1`` or ``greet/ci#x`` would read ``greet/ci``, and a
     part ``..`` would climb to another route."""
     flow, _, name = ref.text.partition("/")
-    return "/".join(quote(part, safe="", errors="surrogateescape").replace(".", "%2E") for part in (flow, name))
+    return "/".join(_path_segment(part) for part in (flow, name))
+
+
+def _path_segment(text: str) -> str:
+    """One part of a URL path, percent-encoded: ``/``, ``?``, ``#`` and ``..`` stay inside it."""
+    return quote(text, safe="", errors="surrogateescape").replace(".", "%2E")
+
+
+def status_code(error: PrefectError) -> int | None:
+    """The HTTP status behind an error of :meth:`PrefectApi.translate`, when the API answered one."""
+    import httpx
+
+    cause = error.__cause__
+    return cause.response.status_code if isinstance(cause, httpx.HTTPStatusError) else None
+
+
+def _body(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _detail(response: Any) -> str:

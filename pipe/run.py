@@ -321,7 +321,8 @@ def verdict(config: Config, results: list[RunResult]) -> int:
         console.success(f"Flow run {info.flow_run_name} completed in {presentation.duration(result.duration_seconds)}")
         return 0
     if result.timed_out:
-        note = "cancellation requested" if result.cancel_requested else "left running (CANCEL_ON_TIMEOUT=false)"
+        left = "left running" if result.state_type == "RUNNING" else f"left {result.state_name}"
+        note = "cancellation requested" if result.cancel_requested else f"{left} (CANCEL_ON_TIMEOUT=false)"
         raise WaitTimeout(
             f"Flow run {info.flow_run_name} did not finish within TIMEOUT={config.timeout}s; {note}",
             "raise TIMEOUT or look at the run in Prefect",

@@ -70,7 +70,7 @@ def test_outside_pipelines_the_git_checkout_names_the_commit(tmp_path: Path) -> 
     build = from_checkout(tmp_path)
     assert build is not None
     assert (build.commit_sha, build.branch, build.repository) == (sha, "feature/x", "acme/data-pipelines")
-    assert build.default_run_name() is None  # no build number outside Pipelines
+    assert build.default_run_name() == f"data-pipelines-local-feature/x-{sha[:7]}"
     assert f"commit:{sha[:7]}" in build.tags() and "branch:feature/x" in build.tags()
     assert build.origin == f"the git checkout in {tmp_path}"
 

@@ -193,3 +193,11 @@ def test_runs_of_several_deployments_have_names_that_tell_them_apart() -> None:
         "data-pipelines-build-42-main-0f3c1e2-etl-daily",
         "data-pipelines-build-42-main-0f3c1e2-etl-weekly",
     ]
+
+
+def test_a_run_left_behind_is_named_by_its_state() -> None:
+    config = load(TIMEOUT="30", CANCEL_ON_TIMEOUT="false")
+    with pytest.raises(WaitTimeout, match="left Scheduled \\(CANCEL_ON_TIMEOUT=false\\)"):
+        run.verdict(config, [result("SCHEDULED", timed_out=True)])
+    with pytest.raises(WaitTimeout, match="left running \\(CANCEL_ON_TIMEOUT=false\\)"):
+        run.verdict(config, [result("RUNNING", timed_out=True)])

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipe import config as pipe_config
+from pipe import main, urls, values
 from pipe.errors import ConfigError
 from tests.faults import checks, leakscan
 from tests.support.pipe import BITBUCKET_ENV, PipeResult, run_pipe
@@ -284,10 +285,9 @@ def assert_refused(case: Case, result: PipeResult) -> None:
 
 @pytest.fixture()
 def in_process(capfd: pytest.CaptureFixture[str]) -> object:
-    """Run ``pipe.main.main()`` with exactly the given variables as its environment."""
+    """Run ``pipe.main.main()`` with exactly the given variables as its environment. (``pipe.main`` is
+    imported with this module: the toolkit's log handler must be made outside pytest's capture.)"""
     import logging
-
-    from pipe import main
 
     def run(env: dict[str, str]) -> PipeResult:
         # console.setup points every handler of the root logger at sys.stdout, pytest's own too:
@@ -418,7 +418,7 @@ def test_load_raises_only_config_errors_and_never_shows_the_secret(
 @given(TEXT)
 def test_json_objects_parse_or_refuse_in_one_line(text: str) -> None:
     try:
-        value = pipe_config.parse_json_object("PARAMETERS", text)
+        value = values.parse_json_object("PARAMETERS", text)
     except ConfigError as exc:
         assert str(exc).startswith("PARAMETERS") and "\n" not in str(exc)
         return
@@ -429,7 +429,7 @@ def test_json_objects_parse_or_refuse_in_one_line(text: str) -> None:
 @given(TEXT)
 def test_deployment_refs_are_a_name_pair_or_an_id(text: str) -> None:
     try:
-        ref = pipe_config.parse_deployment(text)
+        ref = values.parse_deployment(text)
     except ConfigError as exc:
         assert str(exc).startswith("DEPLOYMENT")
         return
@@ -445,7 +445,7 @@ def test_deployment_refs_are_a_name_pair_or_an_id(text: str) -> None:
 @given(st.lists(TEXT, max_size=6))
 def test_tags_are_clean_or_refused(tags: list[str]) -> None:
     try:
-        clean = pipe_config.parse_tags(tags)
+        clean = values.parse_tags(tags)
     except ConfigError as exc:
         assert str(exc).startswith("TAGS")
         return
@@ -457,7 +457,7 @@ def test_tags_are_clean_or_refused(tags: list[str]) -> None:
 @given(TEXT)
 def test_urls_are_http_with_a_host_and_no_credentials(text: str) -> None:
     try:
-        url = pipe_config.parse_api_url(text)
+        url = values.parse_api_url(text)
     except ConfigError as exc:
         assert str(exc).startswith("PREFECT_API_URL")
         return
@@ -471,4 +471,4 @@ def test_urls_are_http_with_a_host_and_no_credentials(text: str) -> None:
 def test_urls_with_a_broken_ipv6_host_are_a_config_error(url: str) -> None:
     """A host that is not a valid IPv6 literal is a config error, not an unexpected one."""
     with pytest.raises(ConfigError):
-        pipe_config.parse_http_url("PREFECT_API_URL", url)
+        urls.parse_http_url("PREFECT_API_URL", url)

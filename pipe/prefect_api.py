@@ -121,6 +121,10 @@ class PrefectApi:
         async def count(_: httpx.Request) -> None:
             self.requests += 1
 
+        async def show(response: httpx.Response) -> None:  # DEBUG=true: what a person debugging wants to see
+            request = response.request
+            console.debug(f"Prefect API: {request.method} {request.url.path} → {response.status_code}")
+
         try:
             with self.translate("preparing requests"):  # a credential HTTP headers cannot carry fails here
                 client = PrefectClient(
@@ -129,7 +133,7 @@ class PrefectApi:
                     auth_string=key if self.credential.kind == "auth_string" else None,
                     httpx_settings={
                         "timeout": httpx.Timeout(REQUEST_TIMEOUT_SECONDS, connect=10.0),
-                        "event_hooks": {"request": [count]},
+                        "event_hooks": {"request": [count], "response": [show]},
                     },
                 )
                 self._client = await self._stack.enter_async_context(client)
@@ -171,8 +175,10 @@ class PrefectApi:
 
     # -- trigger ---------------------------------------------------------------------------------
 
-    async def create_flow_run(self, deployment_id: Any, **fields: Any) -> FlowRun:
-        """Create a Scheduled run with these fields (``labels`` only where the server has them)."""
+    async def create_flow_run(self, deployment_id: Any, **fields: Any) -> tuple[FlowRun, bool]:
+        """Create a Scheduled run with these fields (``labels`` only where the server has them). The flag
+        says whether it is new: a server answers 200, not 201, with the run an earlier request made
+        under the same idempotency key."""
         from prefect.client.schemas.actions import DeploymentFlowRunCreate
         from prefect.client.schemas.objects import FlowRun
         from prefect.states import Scheduled, to_state_create
@@ -190,7 +196,7 @@ class PrefectApi:
                 json=create.model_dump(mode="json", exclude_unset=True),
             ),
         )
-        return FlowRun.model_validate(response.json())
+        return FlowRun.model_validate(response.json()), response.status_code == 201
 
     # -- deploy ------------------------------------------------------------------------------------
 
@@ -376,15 +382,29 @@ class PrefectApi:
                 "check PREFECT_API_URL and that the server is reachable from Bitbucket Pipelines",
             ) from exc
 
+    def _unauthorized(self, doing: str, where: str) -> PrefectError:
+        """401: name the credential actually used (its variable), or say that none was given."""
+        if self.credential.kind == "none":
+            return PrefectError(
+                f"{where} requires a credential (401 Unauthorized) while {doing}, and no credential was given",
+                "set PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server) as a secured "
+                "variable, or an identity-first source such as PREFECT_API_KEY_SECRET",
+            )
+        variable = self.credential.source.split("=", 1)[0].strip()
+        fix = (
+            f"check that the server (or the gateway in front of it) accepts what {variable} issues for this repository"
+            if variable == "TOKEN_EXCHANGE_URL"
+            else f"check that {variable} is current and belongs to this server or workspace"
+        )
+        return PrefectError(
+            f"{where} rejected the credential from {self.credential.source} (401 Unauthorized) while {doing}", fix
+        )
+
     def _status_error(self, doing: str, where: str, response: Any) -> PrefectError:
         code = response.status_code
         detail = _detail(response)
         if code == 401:
-            which = "PREFECT_API_KEY" if self.credential.kind == "api_key" else "PREFECT_API_AUTH_STRING"
-            return PrefectError(
-                f"{where} rejected the credential from {self.credential.source} (401 Unauthorized) while {doing}",
-                f"check that {which} is current and belongs to this server or workspace",
-            )
+            return self._unauthorized(doing, where)
         if code == 403:
             return PrefectError(
                 f"{where} refused {doing} (403 Forbidden): {detail}",

@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipe import console, outputs, parameters, presentation
@@ -113,6 +112,10 @@ async def resolve(config: Config, api: PrefectApi, targets: list[Target]) -> lis
     plans = []
     for target, deployment in zip(targets, deployments, strict=True):
         label = target.ref.text if not target.ref.is_id else await api.deployment_label(deployment)
+        console.debug(
+            f"Deployment {label} resolved: id {deployment.id}, version {getattr(deployment, 'version', None)}, "
+            f"work pool {getattr(deployment, 'work_pool_name', None)}, queue {getattr(deployment, 'work_queue_name', None)}"
+        )
         try:
             request = build_request(config, target, deployment, label if len(targets) > 1 else None)
         except ParameterError as exc:
@@ -242,8 +245,7 @@ async def for_each(api: PrefectApi, items: list[T], call: Callable[[T], Awaitabl
 
 
 async def create(api: PrefectApi, plan: Plan) -> RunInfo:
-    requested_at = datetime.now(UTC)
-    flow_run = await api.create_flow_run(plan.deployment.id, **plan.request.create_fields())
+    flow_run, new = await api.create_flow_run(plan.deployment.id, **plan.request.create_fields())
     run = RunInfo(
         deployment_name=plan.label,
         deployment_id=str(plan.deployment.id),
@@ -253,12 +255,13 @@ async def create(api: PrefectApi, plan: Plan) -> RunInfo:
         deployment_version=getattr(plan.deployment, "version", None),
         created=flow_run.created,
     )
-    if flow_run.created and flow_run.created < requested_at - timedelta(seconds=30):
+    if new:
+        console.info(f"Flow run {run.flow_run_name} created for {run.deployment_name}: {run.flow_run_url}")
+    else:  # the server answered with the run this step attempt's idempotency key already made
         console.info(
-            f"This step attempt already started flow run {run.flow_run_name} of {plan.label} (same idempotency key):"
-            " following it, not starting another"
+            f"Flow run {run.flow_run_name} of {run.deployment_name} was already created by an earlier attempt of "
+            f"this step (same idempotency key) — following it, not starting another: {run.flow_run_url}"
         )
-    console.info(f"Flow run {run.flow_run_name} created for {run.deployment_name}: {run.flow_run_url}")
     return run
 
 

@@ -158,9 +158,10 @@ class StandInPrefect(StandIn):
     queued answer), filters ``[]``. A "reset" in ``faults`` closes a connection without an answer."""
 
     def __init__(self, version: str | None = "3.9.1", faults: list[str | int] | None = None) -> None:
-        super().__init__()
         self.version = version
         self.faults = list(faults or [])
+        self.existing_run = False
+        super().__init__()
 
     @property
     def api_url(self) -> str:
@@ -178,7 +179,8 @@ class StandInPrefect(StandIn):
         if request.path == "/api/admin/version":
             return json_answer(200, self.version) if self.version else json_answer(404, {"detail": "Not Found"})
         if request.path.endswith("/create_flow_run"):
-            return json_answer(201, {"id": str(uuid.uuid4()), "flow_id": str(uuid.uuid4()), "name": "brave-otter"})
+            status = 200 if self.existing_run else 201  # 200: the idempotency key found an earlier run
+            return json_answer(status, {"id": str(uuid.uuid4()), "flow_id": str(uuid.uuid4()), "name": "brave-otter"})
         if request.path.endswith("/filter"):
             return json_answer(200, [])
         return json_answer(404, {"detail": "Deployment not found"})
@@ -232,7 +234,8 @@ def test_runs_are_created_with_only_what_the_server_takes(version: str, sends_la
         )
 
     with StandInPrefect(version) as stand_in:
-        assert session(stand_in, create).name == "brave-otter"
+        flow_run, new = session(stand_in, create)
+        assert flow_run.name == "brave-otter" and new
     body = stand_in.received[-1].json()
     assert ("labels" in body) is sends_labels
     assert body["parameters"] == {"n": 1} and body["tags"] == ["commit:0f3c1e2"] and body["idempotency_key"] == "k"
@@ -319,3 +322,42 @@ def test_nothing_listening_fails_at_once() -> None:
     with pytest.raises(PrefectError, match="cannot reach"):
         asyncio.run(main())
     assert time.monotonic() - started < 5.0
+
+
+def test_a_run_the_idempotency_key_found_is_not_new() -> None:
+    async def create(api: PrefectApi) -> Any:
+        return await api.create_flow_run(uuid.uuid4(), parameters={}, tags=[], idempotency_key="k", labels={})
+
+    with StandInPrefect() as stand_in:
+        stand_in.existing_run = True
+        _, new = session(stand_in, create)
+    assert new is False
+
+
+def test_a_refused_request_names_the_credential_used_or_says_none_was_given() -> None:
+    from pipe.credentials import Credential
+    from pipe.secret import Secret
+
+    class Refusing(StandInPrefect):
+        def answer(self, request: Received) -> Answer:
+            return json_answer(401, {"detail": "Unauthorized"})
+
+    def refused(credential: Credential) -> str:
+        async def main() -> None:
+            async with PrefectApi(stand_in.api_url, credential) as api:
+                await read(api)
+
+        with pytest.raises(PrefectError) as caught:
+            asyncio.run(main())
+        return str(caught.value)
+
+    with Refusing() as stand_in:
+        assert "no credential was given" in refused(NO_CREDENTIAL)
+        exchanged = Credential(
+            "api_key", Secret("tok-123456"), "TOKEN_EXCHANGE_URL=https://gw.example.com/token (RFC 8693)"
+        )
+        text = refused(exchanged)
+        assert "TOKEN_EXCHANGE_URL" in text and "PREFECT_API_KEY" not in text
+        assert "Check that PREFECT_API_AUTH_STRING is current" in refused(
+            Credential("auth_string", Secret("u:p-123456"), "PREFECT_API_AUTH_STRING")
+        )

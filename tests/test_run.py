@@ -64,12 +64,12 @@ class FakeApi:
     async def deployment_label(self, deployment: FakeDeployment) -> str:
         return deployment.name
 
-    async def create_flow_run(self, deployment_id: uuid.UUID, **fields: Any) -> FakeFlowRun:
+    async def create_flow_run(self, deployment_id: uuid.UUID, **fields: Any) -> tuple[FakeFlowRun, bool]:
         name = next(d.name for d in self.deployments.values() if d.id == deployment_id)
         if name in self.fail_on:
             raise PrefectError(f"The Prefect API refused to create a run of {name}")
         self.created.append((deployment_id, fields))
-        return FakeFlowRun(uuid.uuid4(), f"run-{len(self.created)}", datetime.now(UTC))
+        return FakeFlowRun(uuid.uuid4(), f"run-{len(self.created)}", datetime.now(UTC)), True
 
     def flow_run_url(self, flow_run_id: Any) -> str:
         return f"http://127.0.0.1:4200/runs/flow-run/{flow_run_id}"

@@ -25,7 +25,9 @@ ENV PIP_NO_CACHE_DIR=1 \
 COPY requirements.txt /tmp/requirements.txt
 
 # One layer: the venv with the pinned requirements, slimmed and precompiled —
-#  - the toolkit needs docker and GitPython only for its test helper (prefect imports docker lazily);
+#  - the toolkit needs GitPython only for its test helper. docker (the Python package) stays: Prefect
+#    requires it, and without it a `prefect_docker` build or push step fails in every fresh step
+#    container (ModuleNotFoundError: No module named 'docker');
 #  - setuptools (Python 3.11 venvs get it; nothing imports it at run time; 3.12 venvs lack it anyway);
 #  - prefect's UI bundles: the pipe is a client and never serves the UI;
 #  - botocore/boto3 data of services the pipe never calls (endpoints/partitions/*.json stay);
@@ -40,7 +42,7 @@ RUN python3 -m venv /opt/venv \
         export PIP_CERT=/tmp/build-ca.pem; \
     fi \
  && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
- && /opt/venv/bin/pip uninstall --yes docker GitPython gitdb smmap setuptools \
+ && /opt/venv/bin/pip uninstall --yes GitPython gitdb smmap setuptools \
  && site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
  && rm -rf "$site/prefect/server/ui" "$site/prefect/server/ui-v2" \
  && for dir in "$site"/botocore/data/*/ "$site"/boto3/data/*/; do \
@@ -58,7 +60,7 @@ COPY pipe.yml README.md LICENSE /opt/pipe/
 
 # The pipe's own bytecode, then a smoke test of what the slimming must not break.
 RUN /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/pipe \
- && PYTHONPATH=/opt/pipe /opt/venv/bin/python -c 'import pipe.main, prefect.cli.deploy, bitbucket_pipes_toolkit, hvac, google.auth' \
+ && PYTHONPATH=/opt/pipe /opt/venv/bin/python -c 'import pipe.main, prefect.cli.deploy, bitbucket_pipes_toolkit, hvac, google.auth, docker' \
  && /opt/venv/bin/prefect --help > /dev/null
 
 # ---------------------------------------------------------------------------------------------------

@@ -107,6 +107,8 @@ class PrefectApi:
             ps.PREFECT_CLIENT_MAX_RETRIES: MAX_RETRIES,
             ps.PREFECT_API_REQUEST_TIMEOUT: REQUEST_TIMEOUT_SECONDS,
             ps.PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED: False,
+            # TLS verification is the pipe's, whatever the step's settings say (the streams read this one).
+            ps.PREFECT_API_TLS_INSECURE_SKIP_VERIFY: False,
             **({ps.PREFECT_UI_URL: self.ui_url} if self.ui_url else {}),
         }
 

@@ -6,9 +6,11 @@ the clone, never prompting. Around it the pipe does what a build step needs:
 * **Fail early, create nothing.** The prefect.yaml is read here first (PyYAML): missing file, YAML
   errors, no ``deployments``, a ``DEPLOYMENT`` selection that matches nothing (the message lists what
   is there), an entrypoint file that is missing or does not parse, no work pool, a work pool the API
-  does not know — each is one line before the CLI starts. Prefect deploys several deployments one
-  after the other and stops at the first failure, so these checks are what keeps a bad file from
-  leaving half of its deployments updated.
+  does not know, a schedule, trigger or concurrency limit Prefect would refuse, a ``{{ $NAME }}`` the
+  step does not set, a ``{{ prefect.blocks... }}`` or ``{{ prefect.variables... }}`` the server does
+  not have — each is one line before the CLI starts. Prefect deploys several deployments one after
+  the other and stops at the first failure, so these checks are what keeps a bad file from leaving
+  half of its deployments updated.
 * **Select here, deploy exactly that.** ``DEPLOYMENT`` is a ``flow/deployment`` name, a bare
   deployment name, or a glob (``etl/*``, ``*/prod``). The flow part matches the flow's name as
   Prefect registers it (``@flow(name=...)``, else the function name with ``_`` → ``-``) or the
@@ -23,34 +25,42 @@ the clone, never prompting. Around it the pipe does what a build step needs:
   Prefect resolves ``{{ $BITBUCKET_COMMIT }}`` in pull steps at deploy time, so a ``git_clone`` pull
   step pins the worker to this commit; a ``{{ $BITBUCKET_... }}`` placeholder in a pull step that this
   build does not set is an error (the worker would silently clone the default branch instead).
-* **Minimal environment.** The CLI gets PATH/HOME/locale/proxy/CA settings, Bitbucket's non-secret
-  ``BITBUCKET_*`` variables, the API URL and the credential (as ``PREFECT_API_KEY`` or
-  ``PREFECT_API_AUTH_STRING``), the short-lived cloud credentials obtained through OIDC, and variables
-  the prefect.yaml names as ``{{ $NAME }}`` — never another secret of the step.
+* **The project's environment.** A pipe gets only the variables its step hands it, and those are
+  meant for the project: the CLI and its build and push steps get them (a user's secret masked in the
+  log), never the pipe's own Prefect and Bitbucket credentials; the API URL, the credential and TLS
+  verification are pinned so a ``prefect.toml`` or ``.env`` in the clone cannot change them.
 * **Readable output.** The CLI prints plain text (no colours, no wrapping, no panels) into the build
   log line by line, masked; a traceback is reduced to its exception line unless ``DEBUG``. A failure
   is one :class:`~pipe.errors.DeployError` line with Prefect's own message and the fix.
 
 The package, one module per concern: :mod:`~pipe.deploy.project` reads the prefect.yaml and the
 entrypoints, :mod:`~pipe.deploy.selection` picks the deployments, :mod:`~pipe.deploy.document` derives
-the copy the CLI reads, :mod:`~pipe.deploy.work_pools` asks the API for the work pools,
-:mod:`~pipe.deploy.cli` runs the CLI and :mod:`~pipe.deploy.failures` reads its failure.
+the copy the CLI reads, :mod:`~pipe.deploy.placeholders` reads Prefect's templates,
+:mod:`~pipe.deploy.references` and :mod:`~pipe.deploy.preflight` check what they name and what Prefect
+validates per deployment, :mod:`~pipe.deploy.work_pools` asks the API for the work pools,
+:mod:`~pipe.deploy.environment` makes the CLI's environment, :mod:`~pipe.deploy.cli` runs the CLI and
+:mod:`~pipe.deploy.failures` reads its failure.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
 from pipe import console
 from pipe.config import Config
 from pipe.credentials import Credential
-from pipe.deploy.cli import prefect_version, run_deploy, subprocess_env
-from pipe.deploy.document import check_placeholders, derived_document, refuse_credentials, warn_without_pull_steps
+from pipe.deploy.cli import prefect_version, run_deploy
+from pipe.deploy.document import derived_document, refuse_credentials, warn_about_pull_steps
+from pipe.deploy.environment import subprocess_env
 from pipe.deploy.failures import failure
 from pipe.deploy.placeholders import resolve_env
+from pipe.deploy.preflight import check_deployment_fields
 from pipe.deploy.project import clone_dir, load_project, prefect_file_setting
+from pipe.deploy.references import check_environment_references, check_server_references
 from pipe.deploy.selection import select
 from pipe.deploy.work_pools import check_work_pools
 from pipe.errors import DeployError
@@ -70,17 +80,18 @@ def deploy(config: Config, credential: Credential, *, cancel: threading.Event | 
     step_env = config.deploy.environment
     root = clone_dir(config.deploy.clone_dir)
     env = subprocess_env(step_env, config.api_url, credential, root)
-    project = load_project(root, prefect_file_setting(config.deploy.prefect_file), env, step_env)
-    refuse_credentials(project, env, credential.cloud_env)
+    project = load_project(root, prefect_file_setting(config.deploy.prefect_file), env)
+    refuse_credentials(project, step_env, credential)
     selected = select(project, config)
     document = derived_document(project, selected, config.build)
-    check_placeholders(project, document, env, step_env)
-    warn_without_pull_steps(project, selected, document)
+    check_environment_references(project, document, env)
+    check_deployment_fields(project, selected, document, env)
+    warn_about_pull_steps(project, selected, document, env, config.build)
     check_work_pools(config, credential, project, selected)
+    check_server_references(config, credential, project, document)
 
     labels = ", ".join(spec.label for spec in selected)
-    versions = sorted({str(resolve_env(e.get("version"), env)) for e in document["deployments"] if e.get("version")})
-    version_note = f" (version {', '.join(versions)})" if versions else ""
+    version_note = _version_note(document, env)
     text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=4096)
     if config.dry_run:
         console.info(f"DRY_RUN: {project.shown} checked; would deploy {labels}{version_note}; nothing was deployed")
@@ -114,6 +125,16 @@ def deploy(config: Config, credential: Credential, *, cancel: threading.Event | 
         )
     console.info(f"Deployed {', '.join(output.deployed)}")
     return list(output.deployed)
+
+
+def _version_note(document: dict[str, Any], env: Mapping[str, str]) -> str:
+    """The versions the deployments get, as far as they are known before the CLI runs: one that names a
+    build step's output (``rel-{{ info.stdout }}``) is set only while Prefect deploys."""
+    versions = sorted({str(resolve_env(e.get("version"), env)) for e in document["deployments"] if e.get("version")})
+    shown = [version for version in versions if "{{" not in version]
+    if len(shown) < len(versions):
+        shown.append("set by a build step")
+    return f" (version {', '.join(shown)})" if shown else ""
 
 
 def _count(n: int, noun: str) -> str:

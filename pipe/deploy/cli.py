@@ -1,12 +1,9 @@
 """Running ``prefect --no-prompt deploy``: the Prefect CLI of the pipe's image, as a subprocess in the
-clone, never prompting.
+clone, never prompting, in the environment :mod:`~pipe.deploy.environment` makes.
 
-The CLI gets a minimal environment: PATH/HOME/locale/proxy/CA settings, Bitbucket's non-secret
-``BITBUCKET_*`` variables, the API URL and the credential (as ``PREFECT_API_KEY`` or
-``PREFECT_API_AUTH_STRING``), the short-lived cloud credentials obtained through OIDC, and variables
-the prefect.yaml names as ``{{ $NAME }}`` — never another secret of the step. It prints plain text
-(no colours, no wrapping, no panels), streamed into the build log line by line, masked; a traceback
-is reduced to its exception line unless ``DEBUG``. A timeout or a cancel stops its whole process group.
+It prints plain text (no colours, no wrapping, no panels), streamed into the build log line by line,
+masked; a traceback is reduced to its exception line unless ``DEBUG``. A timeout or a cancel stops
+its whole process group.
 """
 
 from __future__ import annotations
@@ -24,73 +21,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pipe import console
-from pipe.credentials import Credential
-from pipe.deploy.placeholders import placeholders
 from pipe.errors import DeployError
-from pipe.secret import looks_secret, mask
 
 # Seconds the CLI gets to exit after SIGTERM (a build step may be running) before SIGKILL.
 KILL_GRACE_SECONDS = 5.0
 PREFIX = "prefect deploy │"
-
-# Copied from the step's environment as they are: nothing secret, and what Prefect, git and build
-# steps need to work (locale, CA bundles, proxies, a Docker engine, cloud regions).
-_PASS_THROUGH = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "USER",
-    "CI",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-    "CURL_CA_BUNDLE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_TLS_VERIFY",
-    "DOCKER_CERT_PATH",
-    "AWS_DEFAULT_REGION",
-    "AWS_REGION",
-    "GOOGLE_CLOUD_PROJECT",
-    "CLOUDSDK_CORE_PROJECT",
-    "PREFECT_HOME",
-    "PREFECT_PROFILES_PATH",
-    "PREFECT_API_SSL_CERT_FILE",
-    "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
-    "PREFECT_DEPLOYMENTS_DEFAULT_WORK_POOL_NAME",
-    "PREFECT_LOGGING_LEVEL",
-)
-# Names that hold credentials (BITBUCKET_STEP_OIDC_TOKEN, BITBUCKET_ACCESS_TOKEN, *_APP_PASSWORD, ...,
-# by pipe.secret.looks_secret) are never copied, whatever their prefix.
-_PASS_PREFIXES = ("BITBUCKET_", "AWS_ENDPOINT_URL")
-# Plain, unwrapped text from the CLI (Rich honours these), no prompts, no telemetry from CI, and no
-# __pycache__ left in the clone when Prefect imports the flow (later steps may package the clone).
-_CLI_SETTINGS = {
-    "PREFECT_CLI_PROMPT": "false",
-    "PREFECT_CLI_COLORS": "false",
-    "PREFECT_CLI_WRAP_LINES": "false",
-    "NO_COLOR": "1",
-    "TERM": "dumb",
-    "COLUMNS": "500",
-    "PYTHONUNBUFFERED": "1",
-    "PYTHONIOENCODING": "utf-8",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "DO_NOT_TRACK": "1",
-    "GIT_TERMINAL_PROMPT": "0",
-}
 
 _CREATED = re.compile(r"Deployment '(.+?)' successfully created with id '([0-9a-fA-F-]{36})'")
 _BOX_CHARS = frozenset("╭╮╰╯─│━┃┏┓┗┛═║╔╗╚╝ ")
@@ -148,41 +85,6 @@ class CliResult:
     output: CliOutput
     timed_out: bool = False
     cancelled: bool = False
-
-
-# --------------------------------------------------------------------------------------------------
-# The CLI's environment
-
-
-def subprocess_env(step_env: Mapping[str, str], api_url: str, credential: Credential, root: Path) -> dict[str, str]:
-    """A minimal environment: what Prefect, git and build steps need, the credential, nothing else secret."""
-    env = {name: step_env[name] for name in _PASS_THROUGH if step_env.get(name)}
-    env.update(
-        {name: value for name, value in step_env.items() if name.startswith(_PASS_PREFIXES) and not looks_secret(name)}
-    )
-    env.setdefault("PATH", os.defpath)
-    env.setdefault("HOME", tempfile.gettempdir())
-    env["PREFECT_API_URL"] = api_url
-    if credential.value and credential.kind == "api_key":
-        env["PREFECT_API_KEY"] = credential.value.reveal()
-    elif credential.value and credential.kind == "auth_string":
-        env["PREFECT_API_AUTH_STRING"] = credential.value.reveal()
-    for name, value in credential.cloud_env.items():
-        env[name] = value.reveal()
-    env.update(_CLI_SETTINGS)
-    # git refuses a repository owned by another user (the clone, seen from the pipe's container) unless
-    # it is a safe.directory; Prefect's version info and build steps run git there.
-    env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="safe.directory", GIT_CONFIG_VALUE_0=str(root))
-    return env
-
-
-def pass_referenced_variables(step_env: Mapping[str, str], document: dict[str, Any], env: dict[str, str]) -> None:
-    """Variables the prefect.yaml names as ``{{ $NAME }}`` reach the CLI when the step has them and they
-    are not secret (by name, or by value: a registered secret or a URL with a password)."""
-    for name in sorted(placeholders(document)):
-        value = step_env.get(name)
-        if name not in env and value is not None and not looks_secret(name) and mask(value) == value:
-            env[name] = value
 
 
 # --------------------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@ the commit and build and, when the file sets no version, versioned by the commit
 
 The copy lives in a temporary directory (the repository's file is never touched). CLI options could
 not do this: with several deployments Prefect ignores them, and ``--tag``/``--description`` replace
-the file's values. The checks here look at that copy before the CLI runs: a ``{{ $BITBUCKET_... }}``
-placeholder in a pull step that this build does not set is an error (the worker would silently clone
-the default branch instead), and a deployment without a pull step gets a warning.
+the file's values. Checked here before the CLI runs: a placeholder that would write the pipe's
+credential into a deployment is refused, and pull steps that point at what exists only during this
+build, or follow a branch rather than this commit, get a warning.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 from pipe import console
 from pipe.build import Build
-from pipe.deploy.placeholders import placeholders
+from pipe.credentials import Credential
+from pipe.deploy.environment import is_pipe_credential
+from pipe.deploy.placeholders import names, placeholders, resolve_env_all, strings
 from pipe.deploy.project import DeploymentSpec, Project
 from pipe.errors import DeployError
-from pipe.secret import mask
 
 
 def deploy_tags(build: Build) -> list[str]:
@@ -51,26 +52,19 @@ def derived_document(project: Project, selected: list[DeploymentSpec], build: Bu
     return document
 
 
-# The pipe's own credentials, by the variables that can hold them in the step or in the CLI's environment.
-PIPE_CREDENTIALS = (
-    "PREFECT_API_KEY",
-    "PREFECT_API_AUTH_STRING",
-    "BITBUCKET_STEP_OIDC_TOKEN",
-    "BITBUCKET_ACCESS_TOKEN",
-    "ATLASSIAN_API_TOKEN",
-    "BITBUCKET_APP_PASSWORD",
-)
-
-
-def refuse_credentials(project: Project, env: Mapping[str, str], cloud_env: Mapping[str, object]) -> None:
+def refuse_credentials(project: Project, step_env: Mapping[str, str], credential: Credential) -> None:
     """A ``{{ $NAME }}`` that names one of the pipe's credentials would be resolved by the CLI and stored,
     in plain text, in the deployment on the server (a description, a job variable, a pull step) — for
     anyone who can read deployments. Refused before anything is deployed."""
-    names = placeholders(project.document)
+    own = [value.reveal() for value in credential.cloud_env.values()]
+    if credential.value:
+        own.append(credential.value.reveal())
     found = sorted(
         name
-        for name in names
-        if name in PIPE_CREDENTIALS or name in cloud_env or (name in env and mask(env[name]) != env[name])
+        for name in placeholders(project.document)
+        if is_pipe_credential(name)
+        or name in credential.cloud_env
+        or any(value and value in step_env.get(name, "") for value in own)
     )
     if found:
         shown = ", ".join(f"{{{{ ${name} }}}}" for name in found)
@@ -81,35 +75,67 @@ def refuse_credentials(project: Project, env: Mapping[str, str], cloud_env: Mapp
         )
 
 
-def check_placeholders(
-    project: Project, document: dict[str, Any], env: Mapping[str, str], step_env: Mapping[str, str]
+def warn_about_pull_steps(
+    project: Project, selected: list[DeploymentSpec], document: dict[str, Any], env: Mapping[str, str], build: Build
 ) -> None:
-    """A ``{{ $NAME }}`` the CLI cannot resolve stays as it is. In a pull step a worker would resolve it
-    at run time, to nothing for a ``BITBUCKET_*`` variable — cloning the default branch instead of this
-    commit — so that is an error; anywhere else a warning."""
-    pull_names = placeholders(document.get("pull"))
-    for entry in document["deployments"]:
-        pull_names |= placeholders(entry.get("pull"))
-    for name in sorted(placeholders(document) - set(env)):
-        if name.startswith("BITBUCKET_") and name in pull_names:
-            raise DeployError(
-                f"a pull step in {project.shown} uses {{{{ ${name} }}}}, which this build does not set",
-                f"use a Bitbucket variable every build sets (BITBUCKET_COMMIT), or remove {name} from the pull step",
-            )
-        secret = name in step_env
-        reason = "is secret and is not passed on" if secret else "is not set in the pipe's environment"
-        console.warning(
-            f"{project.shown} uses {{{{ ${name} }}}}, which {reason}: Prefect keeps the placeholder as it is"
-            + ("" if secret else f" (add {name} to the pipe's variables if the deploy needs it)")
-        )
-
-
-def warn_without_pull_steps(project: Project, selected: list[DeploymentSpec], document: dict[str, Any]) -> None:
-    if "pull" in document and document["pull"] is not None:
-        return
+    """A deployment's pull steps say where its runs get the code. Warned about: anything that exists
+    only during this build (the clone, a build step's temporary clone), and a ``git_clone`` that follows
+    a branch while the deployment is tagged and versioned with this commit."""
+    root = str(project.root)
     for entry, spec in zip(document["deployments"], selected, strict=True):
-        if entry.get("pull") is None and not (entry.get("build") or document.get("build")):
+        if (entry["pull"] if "pull" in entry else document.get("pull")) == []:
+            continue  # explicitly none: the worker runs the flow where it stands
+        pull = entry.get("pull") or document.get("pull")  # Prefect's order: a null falls back to the file's
+        build_steps = entry.get("build") if "build" in entry else document.get("build")
+        steps = [step for step in build_steps or [] if isinstance(step, dict)]
+        if not pull:
+            if not _default_pull_in_image(steps, entry):
+                console.warning(
+                    f"Deployment {spec.label} has no pull step: Prefect points it at {root}, which exists only "
+                    "during this build. Add a git_clone pull step pinned to {{ $BITBUCKET_COMMIT }} "
+                    "(README: Deploy from the commit)"
+                )
+            continue
+        resolved = resolve_env_all(pull, env)
+        temporary = {f"{{{{ {name} }}}}" for name in names(pull) if name.split(".")[0] in _clone_step_ids(steps)}
+        here = {text for text in strings(resolved) if text == root or text.startswith(root + "/")}
+        if temporary or here:
             console.warning(
-                f"Deployment {spec.label} has no pull step: Prefect points it at {project.root}, which exists only "
-                "during this build. Add a git_clone pull step pinned to {{ $BITBUCKET_COMMIT }} (README: Deploy from the commit)"
+                f"Deployment {spec.label}'s pull steps point at {', '.join(sorted(temporary | here))}, which "
+                "exists only during this build: its runs will not find the code there. Pull from the repository "
+                "(a git_clone pull step pinned to {{ $BITBUCKET_COMMIT }}) or run an image a push step pushed"
             )
+        for step in resolved if isinstance(resolved, list) else []:
+            for key, args in step.items() if isinstance(step, dict) else []:
+                if key.endswith("git_clone") and isinstance(args, dict) and not args.get("commit_sha"):
+                    branch = args.get("branch")
+                    follows = f"branch {branch!r}" if branch else "the repository's default branch"
+                    commit = build.short_sha or "this commit"
+                    console.warning(
+                        f"Deployment {spec.label}'s git_clone pull step follows {follows}, not commit {commit}: its "
+                        f"runs take what the branch holds when they start, while its deploy-commit tag and version "
+                        f"name {commit}. Add commit_sha: '{{{{ $BITBUCKET_COMMIT }}}}' to run this commit "
+                        "(README: Deploy from the commit)"
+                    )
+
+
+def _default_pull_in_image(steps: list[dict[str, Any]], entry: dict[str, Any]) -> bool:
+    """Whether Prefect's own pull step for a deployment without one points into an image, not the clone:
+    a ``build_docker_image`` step with ``dockerfile: auto``, or a job image and no Docker build."""
+    docker = [args for step in steps for key, args in step.items() if key.endswith("build_docker_image")]
+    if docker:
+        return any(isinstance(args, dict) and args.get("dockerfile") == "auto" for args in docker)
+    pool = entry.get("work_pool")
+    job = pool.get("job_variables") if isinstance(pool, dict) else None
+    return isinstance(job, dict) and bool(job.get("image"))
+
+
+def _clone_step_ids(steps: list[dict[str, Any]]) -> set[str]:
+    """Ids of build steps that clone into a temporary directory (``git_clone``), whose output a pull step
+    could name."""
+    return {
+        str(args["id"])
+        for step in steps
+        for key, args in step.items()
+        if key.endswith("git_clone") and isinstance(args, dict) and args.get("id")
+    }

@@ -7,17 +7,22 @@ unreachable API, a failing build step, a refused field).
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 from pipe.deploy.cli import CliOutput
 from pipe.errors import DeployError
 from pipe.secret import mask
 
 _MORE_INFO = re.compile(r"\s*-\s*For more information check: \S+\s*$")
+# pydantic's error lines: "cron" then "  Value error, Invalid cron string: ... [type=value_error, ...]",
+# then a link line that says nothing of the cause.
+_PYDANTIC_LINK = re.compile(r"^For further information visit https://errors\.pydantic\.dev/")
+_PYDANTIC_ERROR = re.compile(r"^(?P<message>.+?)\s*\[type=[^\]]*\]$")
 
 
 def failure(output: CliOutput, shown: str, code: int | None, done: str = "") -> DeployError:
     """One line from the CLI's output: Prefect's own message and the fix."""
-    lines = [line.strip() for line in output.lines if line.strip()]
+    lines = [line.strip() for line in output.lines if line.strip() and not _PYDANTIC_LINK.match(line.strip())]
     if any("Skipping deployment configuration due to validation errors" in line for line in lines):
         fields = [line.lstrip("•").strip() for line in lines if line.startswith("•")]
         return DeployError(
@@ -32,10 +37,26 @@ def failure(output: CliOutput, shown: str, code: int | None, done: str = "") -> 
             if line != "An exception occurred.":
                 detail = line
                 break
+    cause = _validation_cause(lines)
+    if cause and (not detail or _PYDANTIC_ERROR.match(detail)):
+        detail = cause
+    elif cause and cause not in detail:
+        detail = f"{detail}: {cause}"
     detail = _MORE_INFO.sub("", mask(detail))
     if len(detail) > 400:
         detail = detail[:397] + "..."
     return DeployError(f"prefect deploy failed (exit {code}): {detail or 'no message'}{done}", _fix_for(detail, shown))
+
+
+def _validation_cause(lines: list[str]) -> str:
+    """pydantic's last error as ``field: message`` (``cron: Invalid cron string: "0 25 * * *"``), when the
+    output holds one: the exception line above it only says ``1 validation error for CronSchedule``."""
+    for index in range(len(lines) - 1, -1, -1):
+        if match := _PYDANTIC_ERROR.match(lines[index]):
+            message = match.group("message").removeprefix("Value error, ")
+            field = lines[index - 1] if index and re.fullmatch(r"[\w.\[\]-]+", lines[index - 1]) else ""
+            return f"{field}: {message}" if field else message
+    return ""
 
 
 def exception_detail(exceptions: list[str]) -> str:
@@ -75,6 +96,11 @@ _FIXES: tuple[tuple[re.Pattern[str], str], ...] = (
         "check PREFECT_API_URL and that it is reachable from Bitbucket's runners",
     ),
     (
+        re.compile(r"git: not found|git: command not found|No such file or directory: 'git'"),
+        "the pipe's image has no git: run git in an earlier step of the pipeline, or let a git_clone pull step "
+        "clone on the worker",
+    ),
+    (
         re.compile(r"StepExecutionError|run_shell_script"),
         "fix the failing build or push step of {file} (its output is above)",
     ),
@@ -85,5 +111,10 @@ _FIXES: tuple[tuple[re.Pattern[str], str], ...] = (
 def _fix_for(detail: str, shown: str) -> str:
     for pattern, fix in _FIXES:
         if match := pattern.search(detail):
-            return fix.format(file=shown, **match.groupdict())
+            text = fix.format(file=shown, **match.groupdict())
+            folder = PurePosixPath(shown).parent
+            if str(folder) not in ("", ".") and ("entrypoint" in text or "step" in text):
+                # Prefect runs in the repository root whatever folder the prefect.yaml is in.
+                text += f"; entrypoints and the paths of build and push steps are relative to the repository root, not {folder}/"
+            return text
     return "see the prefect deploy output above"

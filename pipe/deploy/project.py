@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from pipe.deploy.cli import pass_referenced_variables
 from pipe.deploy.placeholders import resolve_env
 from pipe.errors import DeployError
 
@@ -71,12 +70,10 @@ def prefect_file_setting(value: object) -> str:
     return setting
 
 
-def load_project(root: Path, setting: str, env: dict[str, str], step_env: Mapping[str, str]) -> Project:
-    """Read and check the prefect.yaml (``setting``, PREFECT_FILE, relative to ``root``, the clone).
-    Variables it names as ``{{ $NAME }}`` are added to ``env`` (the CLI's environment) from
-    ``step_env`` when the step may pass them."""
+def load_project(root: Path, setting: str, env: Mapping[str, str]) -> Project:
+    """Read and check the prefect.yaml (``setting``, PREFECT_FILE, relative to ``root``, the clone);
+    ``env`` is the CLI's environment, for its ``{{ $NAME }}`` placeholders."""
     path, document = read_prefect_file(root, setting)
-    pass_referenced_variables(step_env, document, env)
     project = Project(root=root, path=path, shown=setting, document=document, deployments=[])
     project.deployments = [_spec(project, index, entry, env) for index, entry in enumerate(document["deployments"])]
     return project

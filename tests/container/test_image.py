@@ -102,9 +102,10 @@ def test_contents_are_runtime_only(probe: dict[str, object]) -> None:
 def test_runtime_modules(probe: dict[str, object]) -> None:
     modules = probe["modules"]
     assert isinstance(modules, dict)
-    for needed in ("pipe", "prefect", "bitbucket_pipes_toolkit", "boto3", "hvac", "google.auth"):
+    # docker: Prefect requires it, and prefect_docker's build and push steps import it (test_docker_steps.py).
+    for needed in ("pipe", "prefect", "bitbucket_pipes_toolkit", "boto3", "hvac", "google.auth", "docker"):
         assert modules[needed], f"{needed} is missing from the image"
-    for dropped in ("docker", "git", "setuptools"):
+    for dropped in ("git", "setuptools"):
         assert not modules[dropped], f"{dropped} should have been removed from the image"
     assert probe["import_deploy"] == 0, "`import prefect.cli.deploy` fails in the image"
     assert probe["prefect_help"] == 0 and probe["prefect_help_has_deploy"], "`prefect --help` is broken"

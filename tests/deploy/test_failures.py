@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pipe.deploy.cli import CliOutput
@@ -80,6 +82,67 @@ def test_failure_line_from_prefects_output(
     assert shown.count("prefect deploy │") == len([x for x in shown.splitlines() if x.strip()])
 
 
+CRON_OUTPUT = """\
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/prefect/cli/deploy/_core.py", line 330, in _run_single_deploy
+    deploy_config["schedules"] = _construct_schedules(
+pydantic_core._pydantic_core.ValidationError: 1 validation error for CronSchedule
+cron
+  Value error, Invalid cron string: "0 25 * * *" [type=value_error, input_value='0 25 * * *', input_type=str]
+    For further information visit https://errors.pydantic.dev/2.14/v/value_error
+An exception occurred.
+"""
+
+NO_GIT_OUTPUT = """\
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/prefect/deployments/steps/core.py", line 190, in run_step
+FileNotFoundError: [Errno 2] No such file or directory: 'git'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/prefect/deployments/steps/core.py", line 262, in run_steps
+prefect.deployments.steps.core.StepExecutionError: Encountered error while running prefect.deployments.steps.utility.run_shell_script
+An exception occurred.
+"""
+
+
+@pytest.mark.parametrize(
+    ("output", "shown", "message", "fix"),
+    [
+        (
+            CRON_OUTPUT,
+            "prefect.yaml",
+            'ValidationError: 1 validation error for CronSchedule: cron: Invalid cron string: "0 25 * * *"',
+            "See the prefect deploy output above",
+        ),
+        (
+            NO_GIT_OUTPUT,
+            "flows/prefect.yaml",
+            "No such file or directory: 'git'",
+            "The pipe's image has no git",
+        ),
+    ],
+    ids=["pydantic cause", "no git"],
+)
+def test_failure_line_names_the_cause(output: str, shown: str, message: str, fix: str) -> None:
+    cli = CliOutput(debug=False)
+    for line in output.splitlines():
+        cli.feed(line)
+    line = failure(cli, shown, 1).line()
+    assert message in line and fix in line, line
+    assert "errors.pydantic.dev" not in line and "[type=" not in line
+
+
+def test_a_prefect_yaml_in_a_folder_gets_paths_from_the_repository_root() -> None:
+    cli = CliOutput(debug=False)
+    for line in ("RuntimeError: `run_shell_script` failed with error code 2: cat: Dockerfile: No such file", ""):
+        cli.feed(line)
+    line = failure(cli, "flows/prefect.yaml", 1).line()
+    assert "Fix the failing build or push step of flows/prefect.yaml" in line, line
+    assert "paths of build and push steps are relative to the repository root, not flows/" in line, line
+
+
 @pytest.mark.prefect
 def test_prefect_schema_error_is_prefects_message(
     pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo
@@ -115,4 +178,29 @@ def test_failing_build_step_is_one_line_with_prefects_message(
     out = capfd.readouterr().out
     assert "Traceback" not in out  # reduced to its exception line without DEBUG
     assert "prefect deploy │ RuntimeError: `run_shell_script` failed" in out
+    assert read_deployment(prefect_server, f"pinned-code/{repo.a}") is None
+
+
+@pytest.mark.prefect
+def test_a_build_step_that_calls_git_in_a_folders_prefect_yaml(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, tmp_path: Path
+) -> None:
+    """The pipe's image has no git (PATH without it here), and a prefect.yaml in a folder still runs
+    its steps from the repository root: the ✖ line says both."""
+    yaml_text = PREFECT_YAML.format(a=repo.a, b=repo.b).replace(
+        "deployments:",
+        "build:\n  - prefect.deployments.steps.run_shell_script:\n      script: git rev-parse HEAD\ndeployments:",
+    )
+    repo.standard(prefect_yaml=yaml_text)
+    repo.git("mv", "prefect.yaml", "flows/prefect.yaml")
+    sha = repo.commit("prefect.yaml in a folder")
+    no_git = tmp_path / "empty-bin"
+    no_git.mkdir()
+    env = deploy_env(pipe_env, repo, sha, PATH=str(no_git), PREFECT_FILE="flows/prefect.yaml")
+    with pytest.raises(DeployError) as caught:
+        deploy_with(env)
+    line = caught.value.line()
+    assert "No such file or directory: 'git'" in line, line
+    assert "The pipe's image has no git" in line, line
+    assert "relative to the repository root, not flows/" in line, line
     assert read_deployment(prefect_server, f"pinned-code/{repo.a}") is None

@@ -222,6 +222,9 @@ def main() -> int:
             }
             print(f"  {name}: { {k: round(v, 2) for k, v in results[name].items()} }", flush=True)
         report(results)
+        from bench import default_server  # a second server, with Prefect's default settings (no logs stream)
+
+        default_server.report(default_server.measure(), results["prefect-trigger"])
         return 0
     finally:
         proxy.stop()

@@ -3,7 +3,7 @@ Bitbucket statuses and reports) is built from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
@@ -35,7 +35,13 @@ class RunResult:
     timed_out: bool = False
     stopped: bool = False  # the step was stopped (SIGTERM/SIGINT)
     cancel_requested: bool = False
-    notes: list[str] = field(default_factory=list)
+    # Why a run went nowhere, when the waiter could tell: no worker took it, or it crashed in its pull steps.
+    never_started: bool = False
+    crashed_before_flow: bool = False
+    work_pool: str | None = None
+    work_queue: str | None = None
+    live_workers: int | None = None
+    last_step: str | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -90,6 +90,10 @@ def table(results: list[RunResult]) -> None:
 
 
 def state_label(result: RunResult) -> str:
+    if result.timed_out and result.never_started:
+        return f"no worker took it, {result.state_name}"
+    if result.crashed_before_flow:
+        return f"crashed in pull step {result.last_step}" if result.last_step else "crashed before its flow started"
     if result.timed_out:
         return f"timed out after TIMEOUT, {result.state_name}"
     if result.stopped:

@@ -274,8 +274,17 @@ async def wait_for_all(config: Config, api: PrefectApi, runs: list[RunInfo]) -> 
     outcomes = await Waiter(api, ids, deadline, stream_logs=config.stream_logs, labels=labels).wait()
     results = []
     for id_, info in zip(ids, runs, strict=True):
-        result = _result(info, outcomes[id_].flow_run)
-        result.timed_out = outcomes[id_].timed_out
+        outcome = outcomes[id_]
+        result = dataclasses.replace(
+            _result(info, outcome.flow_run),
+            timed_out=outcome.timed_out,
+            never_started=outcome.never_started,
+            crashed_before_flow=outcome.crashed_before_flow,
+            work_pool=outcome.work_pool,
+            work_queue=outcome.work_queue,
+            live_workers=outcome.live_workers,
+            last_step=outcome.last_step,
+        )
         results.append(result)
     if config.cancel_on_timeout:
         await for_each(api, [r for r in results if r.timed_out], lambda r: _cancel(api, r.run, r))
@@ -323,14 +332,33 @@ def verdict(config: Config, results: list[RunResult]) -> int:
     if result.succeeded:
         console.success(f"Flow run {info.flow_run_name} completed in {presentation.duration(result.duration_seconds)}")
         return 0
+    detail = f": {result.state_message}" if result.state_message else ""
     if result.timed_out:
         left = "left running" if result.state_type == "RUNNING" else f"left {result.state_name}"
         note = "cancellation requested" if result.cancel_requested else f"{left} (CANCEL_ON_TIMEOUT=false)"
+        if result.never_started:  # raising TIMEOUT would not help: nothing runs it
+            pool = f"work pool {result.work_pool!r}"
+            queue = f", queue {result.work_queue!r}" if result.work_queue else ""
+            workers = {None: pool, 0: f"{pool} has no live worker"}.get(
+                result.live_workers, f"{pool} has {result.live_workers} live worker(s), none took it"
+            )
+            raise WaitTimeout(
+                f"Flow run {info.flow_run_name} was not taken by any worker within TIMEOUT={config.timeout}s "
+                f"(still {result.state_name}; {workers}); {note}",
+                f"start a worker for {pool}{queue} (prefect worker start --pool ...), or check that the pool and "
+                "queue are not paused or at their concurrency limit",
+            )
         raise WaitTimeout(
             f"Flow run {info.flow_run_name} did not finish within TIMEOUT={config.timeout}s; {note}",
             "raise TIMEOUT or look at the run in Prefect",
         )
-    detail = f": {result.state_message}" if result.state_message else ""
+    if result.crashed_before_flow:  # the cause is in the worker's log, not the run's
+        where = f"in its pull step {result.last_step!r}" if result.last_step else "before its flow started"
+        raise RunFailed(
+            f"Flow run {info.flow_run_name} crashed {where}{detail}",
+            f"the cause is in the log of the worker of work pool {result.work_pool!r}, not in the run's logs; fix "
+            "the deployment's pull steps or what they need on the worker, then re-run",
+        )
     raise RunFailed(f"Flow run {info.flow_run_name} ended {result.state_name}{detail}")
 
 

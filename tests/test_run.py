@@ -201,3 +201,23 @@ def test_a_run_left_behind_is_named_by_its_state() -> None:
         run.verdict(config, [result("SCHEDULED", timed_out=True)])
     with pytest.raises(WaitTimeout, match="left running \\(CANCEL_ON_TIMEOUT=false\\)"):
         run.verdict(config, [result("RUNNING", timed_out=True)])
+
+
+def test_a_run_no_worker_took_says_so_and_names_the_pool() -> None:
+    config = load(TIMEOUT="25")
+    stuck = result(
+        "SCHEDULED", timed_out=True, cancel_requested=True, never_started=True, work_pool="k8s", live_workers=0
+    )
+    with pytest.raises(WaitTimeout) as caught:
+        run.verdict(config, [stuck])
+    assert "was not taken by any worker within TIMEOUT=25s" in str(caught.value)
+    assert "work pool 'k8s' has no live worker" in str(caught.value)
+    assert "raise TIMEOUT" not in str(caught.value).lower()
+
+
+def test_a_crash_in_a_pull_step_points_at_the_workers_log() -> None:
+    crashed = result("CRASHED", crashed_before_flow=True, last_step="git_clone", work_pool="k8s")
+    with pytest.raises(RunFailed) as caught:
+        run.verdict(load(), [crashed])
+    assert "crashed in its pull step 'git_clone'" in str(caught.value)
+    assert "log of the worker of work pool 'k8s'" in str(caught.value)

@@ -29,6 +29,7 @@ class PrefectServer:
     auth_string: str = AUTH_STRING
     pool: str = POOL
     python: str = sys.executable  # whose Prefect runs the server, the worker and the deployments
+    stream_logs: bool = True  # the /logs/out websocket, as on Prefect Cloud; off is a self-hosted default
     processes: list[Process] = field(default_factory=list)
 
     @property
@@ -84,10 +85,12 @@ class PrefectServer:
             PREFECT_HOME=str(self.home / "server"),
             PREFECT_SERVER_API_AUTH_STRING=self.auth_string,
             PREFECT_UI_ENABLED="false",
-            # Stream logs over the /logs/out websocket, as Prefect Cloud does (both settings are needed).
-            PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED="true",
-            PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED="true",
         )
+        if self.stream_logs:
+            # Stream logs over the /logs/out websocket, as Prefect Cloud does (both settings are needed).
+            env.update(
+                PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED="true", PREFECT_SERVER_LOGS_STREAM_PUBLISHING_ENABLED="true"
+            )
         prefect = str(Path(self.python).parent / "prefect")
         server = self._spawn(
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)], env, "server.log"
@@ -99,9 +102,9 @@ class PrefectServer:
         stop_all(self.processes, timeout=15)
 
 
-def start_server(python: str = sys.executable) -> PrefectServer:
+def start_server(python: str = sys.executable, stream_logs: bool = True) -> PrefectServer:
     home = Path(tempfile.mkdtemp(prefix="prefect-trigger-tests-"))
-    return PrefectServer(home=home, port=free_port(), python=python).start()
+    return PrefectServer(home=home, port=free_port(), python=python, stream_logs=stream_logs).start()
 
 
 def sdk_client(server: PrefectServer) -> Any:

@@ -38,6 +38,7 @@ def test_a_completed_run_is_reported_inprogress_then_successful(
         "DEPLOYMENT": "greet/ci",
         "REPORT": "true",
         "BITBUCKET_API_URL": standin.api_url,
+        "BITBUCKET_PIPELINES_PROXY": standin.proxy_url,  # inside Pipelines the report goes through the proxy
         "BITBUCKET_ACCESS_TOKEN": TOKEN,
     }
     result = run_pipe(env)
@@ -66,6 +67,7 @@ def test_a_failed_run_is_reported_failed_with_its_error(pipe_env: dict[str, str]
         "PARAMETERS": '{"reason": "disk full"}',
         "REPORT": "true",
         "BITBUCKET_API_URL": standin.api_url,
+        "BITBUCKET_PIPELINES_PROXY": standin.proxy_url,  # inside Pipelines the report goes through the proxy
         "BITBUCKET_ACCESS_TOKEN": TOKEN,
     }
     result = run_pipe(env)
@@ -105,6 +107,7 @@ def test_bitbucket_down_does_not_change_the_outcome(pipe_env: dict[str, str], st
         "DEPLOYMENT": "greet/ci",
         "REPORT": "true",
         "BITBUCKET_API_URL": standin.api_url,
+        "BITBUCKET_PIPELINES_PROXY": standin.proxy_url,  # inside Pipelines the report goes through the proxy
         "BITBUCKET_ACCESS_TOKEN": TOKEN,
     }
     result = run_pipe(env)

@@ -8,6 +8,7 @@ websocket types.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,14 @@ class Gateway:
             await self._websocket(WebSocket(scope, receive, send), raw)
             return
         request = Request(scope, receive)
-        response = await self._http(request, raw)
+        try:
+            response = await self._http(request, raw)
+        except Exception as exc:  # a bug must not take a traceback with request data to the answer
+            if os.environ.get("DEBUG", "").lower() == "true":
+                raise
+            record = Record(request.method, "/")
+            record.set(decision="error", reason=f"gateway error: {type(exc).__name__}")
+            response = _answer(record, 500, {"detail": "the gateway failed on this request; see its audit line"})
         await response(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -192,10 +200,11 @@ class Gateway:
         record.set(missing_right=missing)
         claims = shown_claims(identity.claims)
         rules = record.fields.get("rules") or []
+        seen = ", ".join(f"{name}={value}" for name, value in claims.items())
+        matched = f"the rules matching them ({', '.join(rules)}) do not grant it" if rules else "no rule matches them"
         detail = (
-            f"denied: this request needs the right {missing!r}; "
-            + (f"the rules matching these claims ({', '.join(rules)}) do not grant it" if rules else "no rule matches")
-            + "; add a rule for these claims to the gateway's policy"
+            f"denied: this request needs the right {missing!r}; claims seen: {seen}; {matched}; "
+            "add a rule for these claims to the gateway's policy"
         )
         return _answer(record, 403, {"detail": detail, "missing_right": missing, "claims": claims, "rules": rules})
 
@@ -211,7 +220,10 @@ class Gateway:
 
     async def _token(self, request: Request) -> Response:
         record = Record("POST", "/token")
-        form = await request.form()
+        body = await request.body()
+        if len(body) > 64 * 1024 or "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+            return _oauth(record, 400, "invalid_request", "send an application/x-www-form-urlencoded body (RFC 8693)")
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         grant_type, subject = form.get("grant_type"), form.get("subject_token")
         subject_type = form.get("subject_token_type")
         if grant_type != GRANT_TYPE:
@@ -282,7 +294,11 @@ class Gateway:
             )
 
         try:
-            await streams.relay(websocket, match.forward_path(), self.upstream, self.verifier.bearer, permit, record)
+            scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
+            handshake = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+            await streams.relay(
+                websocket, match.forward_path(), self.upstream, self.verifier.bearer, permit, record, handshake
+            )
         finally:
             record.write()
 

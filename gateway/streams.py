@@ -43,8 +43,14 @@ async def relay(
     verify: Callable[[str], Awaitable[Identity]],
     permit: Callable[[Identity], tuple[Grant, str | None]],
     record: Record,
+    handshake_token: str | None = None,
 ) -> None:
-    """Authenticate the client's stream, then relay it to ``path`` upstream (API-relative, canonical)."""
+    """Authenticate the client's stream, then relay it to ``path`` upstream (API-relative, canonical).
+
+    The token is the auth message's; when that is null (Prefect's clients send ``null`` there with an
+    API key to any server but Prefect Cloud), the handshake's ``Authorization: Bearer`` header (e.g.
+    from ``PREFECT_CLIENT_CUSTOM_HEADERS``) is used instead.
+    """
     offered = [p.strip() for h in websocket.headers.getlist("sec-websocket-protocol") for p in h.split(",")]
     await websocket.accept(subprotocol="prefect" if "prefect" in offered else None)
     try:
@@ -54,7 +60,11 @@ async def relay(
         record.set(status=POLICY_VIOLATION, reason="no auth message")
         await _close(websocket, POLICY_VIOLATION, "Expected 'auth' message")
         return
-    token = message.get("token") if isinstance(message, dict) and message.get("type") == "auth" else None
+    if not isinstance(message, dict) or message.get("type") != "auth":
+        record.set(status=POLICY_VIOLATION, reason="the first message is not an auth message")
+        await _close(websocket, POLICY_VIOLATION, "Expected 'auth' message")
+        return
+    token = message.get("token") or handshake_token
     if not isinstance(token, str) or not token:
         record.set(status=POLICY_VIOLATION, reason="no token in the auth message")
         await _close(websocket, POLICY_VIOLATION, "Auth required but no token provided")

@@ -1,0 +1,146 @@
+"""The real pipe and Prefect's own clients through the real gateway in front of the real Prefect server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import PrefectInspector, run_pipe
+from tests.gateway.conftest import (
+    ENVIRONMENT,
+    OTHER_REPO,
+    READER_REPO,
+    GatewayProcess,
+    LoopbackIssuer,
+    bearer,
+    session_token,
+)
+
+pytestmark = pytest.mark.prefect
+
+
+def gateway_env(pipe_env: dict[str, str], gateway: GatewayProcess, oidc_token: str) -> dict[str, str]:
+    """The step of the README: no Prefect secret, only the step's OIDC token and the gateway's URLs."""
+    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
+    env.update(
+        PREFECT_API_URL=f"{gateway.url}/api",
+        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
+        BITBUCKET_STEP_OIDC_TOKEN=oidc_token,
+    )
+    return env
+
+
+@pytest.mark.prefect
+def test_pipe_runs_waits_and_streams_logs_through_the_gateway(
+    pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer, prefect: PrefectInspector
+) -> None:
+    step_token = issuer.token(stepUuid=pipe_env["BITBUCKET_STEP_UUID"])
+    env = gateway_env(pipe_env, gateway, step_token)
+    # Prefect's stream clients send a null token in their auth message when they hold an API key and
+    # the server is not Prefect Cloud; the step's token in the handshake header identifies the stream.
+    env["PREFECT_CLIENT_CUSTOM_HEADERS"] = json.dumps({"Authorization": f"Bearer {step_token}"})
+    result = run_pipe(env)
+    assert result.code == 0, result
+    assert "hello world #0" in result.output and "hello world #1" in result.output, result
+    assert "last line of greet" in result.output, result
+    audit = gateway.audit_lines()
+    created = [a for a in audit if a["path"].endswith("/create_flow_run") and a["decision"] == "allow"]
+    assert created, audit[-10:]
+    line = created[-1]
+    assert line["deployment"] == "greet/ci" and line["upstream_status"] == 201
+    assert line["claims"]["stepUuid"] == pipe_env["BITBUCKET_STEP_UUID"]
+    assert "pipes: main" in line["rules"]
+    run = prefect.flow_run(line["flow_run"])
+    assert run.state.type.value == "COMPLETED"
+    streams = [
+        a
+        for a in audit
+        if a["method"] == "WEBSOCKET" and a["claims"].get("stepUuid") == pipe_env["BITBUCKET_STEP_UUID"]
+    ]
+    assert {a["path"] for a in streams} >= {"/api/events/out", "/api/logs/out"}, streams
+    assert all(a["decision"] == "allow" for a in streams), streams
+
+
+@pytest.mark.prefect
+def test_another_repository_cannot_run_this_repositorys_deployment(
+    pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    env = gateway_env(pipe_env, gateway, issuer.token(repositoryUuid=OTHER_REPO))
+    result = run_pipe(env, timeout=120)
+    assert result.code == 1, result
+    assert "run: greet/ci" in result.output, result
+    assert OTHER_REPO in result.output, result  # the claims seen, so the policy can be fixed
+
+
+@pytest.mark.prefect
+def test_read_only_identity_reads_but_cannot_create_or_cancel(
+    gateway: GatewayProcess, issuer: LoopbackIssuer, prefect: PrefectInspector
+) -> None:
+    reader = bearer(issuer.token(repositoryUuid=READER_REPO))
+    api = f"{gateway.url}/api"
+    deployment = httpx.get(f"{api}/deployments/name/greet/ci", headers=reader, timeout=10)
+    assert deployment.status_code == 200, deployment.text
+    deployment_id = deployment.json()["id"]
+    created = httpx.post(f"{api}/deployments/{deployment_id}/create_flow_run", json={}, headers=reader, timeout=10)
+    assert created.status_code == 403, created.text
+    assert created.json()["missing_right"] == "run: greet/ci"
+    assert created.json()["claims"]["repositoryUuid"] == READER_REPO
+    runs = prefect.flow_runs("greet/ci")
+    assert runs, "the pipe test above created runs of greet/ci"
+    cancel = httpx.post(
+        f"{api}/flow_runs/{runs[0].id}/set_state", json={"state": {"type": "CANCELLING"}}, headers=reader, timeout=10
+    )
+    assert cancel.status_code == 403, cancel.text
+    assert cancel.json()["missing_right"] == "run: greet/ci"
+    listed = httpx.post(f"{api}/flow_runs/filter", json={"limit": 1}, headers=reader, timeout=10)
+    assert listed.status_code == 200 and len(listed.json()) == 1
+
+
+@pytest.mark.prefect
+def test_run_right_without_read_is_scoped_to_its_deployment(gateway: GatewayProcess, issuer: LoopbackIssuer) -> None:
+    """The production rule grants run of crash/ci only; a pull-request branch with that environment
+    also matches the every-branch rule (read, run greet/ci), and nothing grants fail/ci."""
+    token = bearer(issuer.token(branchName="feature/x", deploymentEnvironmentUuid=ENVIRONMENT))
+    api = f"{gateway.url}/api"
+    fail = httpx.get(f"{api}/deployments/name/fail/ci", headers=token, timeout=10).json()
+    refused = httpx.post(f"{api}/deployments/{fail['id']}/create_flow_run", json={}, headers=token, timeout=10)
+    assert refused.status_code == 403 and refused.json()["missing_right"] == "run: fail/ci"
+    assert set(refused.json()["rules"]) == {"pipes: every branch", "pipes: production"}
+
+
+@pytest.mark.prefect
+def test_session_token_of_one_replica_is_accepted_by_another(
+    gateway: GatewayProcess, issuer: LoopbackIssuer, prefect_server: object, tmp_path: Path
+) -> None:
+    from tests.gateway.conftest import policy_document, start_gateway
+
+    replica = start_gateway(policy_document(issuer, gateway_upstream(gateway)), tmp_path / "replica-b")
+    try:
+        token = session_token(gateway, issuer.token())
+        answer = httpx.post(
+            f"{replica.url}/api/deployments/filter", json={"limit": 1}, headers=bearer(token), timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        # A session token is not a subject token: it cannot be exchanged again.
+        again = httpx.post(
+            f"{replica.url}/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": token,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+            },
+            timeout=10,
+        )
+        assert again.status_code == 400 and again.json()["error"] == "invalid_grant", again.text
+    finally:
+        replica.stop()
+
+
+def gateway_upstream(gateway: GatewayProcess) -> str:
+    import yaml
+
+    policy = yaml.safe_load((gateway.output.parent / "policy.yaml").read_text())
+    return str(policy["upstream"])

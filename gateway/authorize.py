@@ -17,6 +17,7 @@ from gateway.proxy import Upstream
 from gateway.rights import Match, Need
 
 CACHE_SIZE = 10_000
+DEPLOYMENT_RESOURCE = "prefect.deployment."
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,21 @@ async def decide(match: Match, grant: Grant, body: bytes, names: Names) -> Decis
         return Decision(True)
     if need is Need.READ:
         return Decision(grant.read, None if grant.read else "read")
+    if need is Need.POOL_READ:
+        ok = grant.read or bool(grant.deploy)
+        return Decision(ok, None if ok else "read, or deploy")
 
     if need is Need.DEPLOYMENT_NAME_READ:
         name = f"{params['flow_name']}/{params['deployment_name']}"
         ok = grant.read or grant.may_run(name) or grant.may_deploy(name)
         return Decision(ok, None if ok else f"read, or run/deploy: {name}", deployment=name)
+
+    if need is Need.DEPLOYMENT_OWNED_DELETE:
+        resource = params["resource_id"]
+        if not resource.startswith(DEPLOYMENT_RESOURCE):
+            return Decision(False, "none: only a deployment's own automations can be cleared through the gateway")
+        params = {"id": resource.removeprefix(DEPLOYMENT_RESOURCE)}
+        need = Need.DEPLOYMENT_DEPLOY
 
     if need in (Need.DEPLOYMENT_READ, Need.DEPLOYMENT_RUN, Need.DEPLOYMENT_DEPLOY):
         deployment_id = params["id"]

@@ -22,10 +22,12 @@ class Need(Enum):
     DEPLOYMENT_RUN = "deployment-run"  # {id}: run of that deployment
     DEPLOYMENT_DEPLOY = "deployment-deploy"  # {id}: deploy of that deployment
     DEPLOYMENT_CREATE = "deployment-create"  # body name + flow_id: deploy of that deployment
+    DEPLOYMENT_OWNED_DELETE = "deployment-owned-delete"  # {resource_id} prefect.deployment.<id>: deploy of it
     FLOW_CREATE = "flow-create"  # body name: deploy of some deployment of that flow
     FLOW_NAME_READ = "flow-name-read"  # {name}: read, or deploy of some deployment of that flow
     FLOW_RUN_READ = "flow-run-read"  # {id}: read, or run of the flow run's deployment
     FLOW_RUN_RUN = "flow-run-run"  # {id}: run of the flow run's deployment
+    POOL_READ = "pool-read"  # read, or any deploy right (`prefect deploy` reads the pool and its workers)
 
 
 D, A, R = Need.DENY, Need.ANY, Need.READ
@@ -53,7 +55,8 @@ TABLE: tuple[tuple[str, str, Need], ...] = (
     ("POST", "/automations/", D),
     ("POST", "/automations/count", D),
     ("POST", "/automations/filter", D),
-    ("DELETE", "/automations/owned-by/{resource_id}", D),
+    # `prefect deploy` clears the deployment's own automations (its triggers) after every create/update.
+    ("DELETE", "/automations/owned-by/{resource_id}", Need.DEPLOYMENT_OWNED_DELETE),
     ("GET", "/automations/related-to/{resource_id}", D),
     ("POST", "/automations/templates/validate", D),
     ("PUT", "/automations/{id}", D),
@@ -202,7 +205,7 @@ TABLE: tuple[tuple[str, str, Need], ...] = (
     ("POST", "/work_pools/", D),
     ("POST", "/work_pools/count", R),
     ("POST", "/work_pools/filter", R),
-    ("GET", "/work_pools/{name}", R),
+    ("GET", "/work_pools/{name}", Need.POOL_READ),
     ("PATCH", "/work_pools/{name}", D),
     ("DELETE", "/work_pools/{name}", D),
     ("POST", "/work_pools/{name}/concurrency_status", R),
@@ -212,7 +215,7 @@ TABLE: tuple[tuple[str, str, Need], ...] = (
     ("GET", "/work_pools/{work_pool_name}/queues/{name}", R),
     ("PATCH", "/work_pools/{work_pool_name}/queues/{name}", D),
     ("DELETE", "/work_pools/{work_pool_name}/queues/{name}", D),
-    ("POST", "/work_pools/{work_pool_name}/workers/filter", R),
+    ("POST", "/work_pools/{work_pool_name}/workers/filter", Need.POOL_READ),
     ("POST", "/work_pools/{work_pool_name}/workers/heartbeat", D),
     ("DELETE", "/work_pools/{work_pool_name}/workers/{name}", D),
     ("POST", "/work_queues/", D),

@@ -175,11 +175,13 @@ def parse(data: Any, source: str = "<policy>") -> Policy:
     upstream = _string(data, "upstream", problems, "the Prefect server's API URL, e.g. http://prefect-server:4200/api")
     if upstream and (why := url_problem(upstream, plain_http_ok=True)):
         problems.append(f"upstream: {why}")
-    audiences = _strings(data.get("audiences"), "audiences", problems)
-    if not audiences and "audiences" in data:
-        problems.append("audiences: list at least one audience (the one your steps ask for with oidc: audiences)")
-    elif "audiences" not in data:
+    audiences: list[str] = []
+    if "audiences" not in data:
         problems.append("audiences: missing; list the audience your steps ask for (oidc: audiences: [...])")
+    elif data["audiences"] == []:
+        problems.append("audiences: list at least one audience (the one your steps ask for with oidc: audiences)")
+    else:
+        audiences = _strings(data["audiences"], "audiences", problems)
     algorithms = _strings(data.get("algorithms", ["RS256"]), "algorithms", problems)
     for alg in algorithms:
         if alg not in ASYMMETRIC_ALGORITHMS:

@@ -163,7 +163,10 @@ def test_start_up_exits_1_with_one_line_per_mistake(tmp_path: Path) -> None:
     [
         ({"PREFECT_GATEWAY_SIGNING_KEY": "s" * 40}, "✖ PREFECT_GATEWAY_UPSTREAM_AUTH_STRING is not set"),
         ({"PREFECT_GATEWAY_UPSTREAM_AUTH_STRING": "admin:pw"}, "✖ PREFECT_GATEWAY_SIGNING_KEY is not set"),
-        ({**SECRETS, "PREFECT_GATEWAY_SIGNING_KEY": "k3y-xyz"}, "✖ PREFECT_GATEWAY_SIGNING_KEY is shorter than 32 bytes"),
+        (
+            {**SECRETS, "PREFECT_GATEWAY_SIGNING_KEY": "k3y-xyz"},
+            "✖ PREFECT_GATEWAY_SIGNING_KEY is shorter than 32 bytes",
+        ),
     ],
     ids=["no-auth-string", "no-signing-key", "short-key"],
 )

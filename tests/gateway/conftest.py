@@ -232,3 +232,26 @@ def session_token(gateway: GatewayProcess, subject: str) -> str:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def leaked(text: str) -> list[str]:
+    """Which of the gateway's secrets (in any form Prefect or HTTP would carry them) appear in ``text``."""
+    import base64
+
+    password = AUTH_STRING.split(":", 1)[1]
+    forms = {
+        "auth string": AUTH_STRING,
+        "password": password,
+        "basic credential": base64.b64encode(AUTH_STRING.encode()).decode(),
+        "signing key": SIGNING_KEY,
+    }
+    return [name for name, value in forms.items() if value in text]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gateway_outputs_never_hold_a_secret() -> Iterator[None]:
+    """After the session: no gateway's output (audit lines, server log) holds the auth string or key."""
+    yield
+    for output in GATEWAY_OUTPUTS:
+        if output.exists():
+            assert not leaked(output.read_text(errors="replace")), f"a secret leaked into {output}"

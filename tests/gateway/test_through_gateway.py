@@ -144,3 +144,30 @@ def gateway_upstream(gateway: GatewayProcess) -> str:
 
     policy = yaml.safe_load((gateway.output.parent / "policy.yaml").read_text())
     return str(policy["upstream"])
+
+
+@pytest.mark.prefect
+def test_the_upstream_credential_never_appears_in_answers_or_audit_lines(
+    gateway: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    from tests.gateway.conftest import leaked
+
+    api = f"{gateway.url}/api"
+    reader = bearer(issuer.token(repositoryUuid=READER_REPO))
+    main = bearer(session_token(gateway, issuer.token()))
+    answers = [
+        httpx.get(f"{api}/health", headers=main, timeout=10),
+        httpx.get(f"{api}/admin/settings", headers=main, timeout=10),
+        httpx.post(f"{api}/flow_runs/filter", json={"limit": 5}, headers=reader, timeout=10),
+        httpx.post(f"{api}/variables/filter", json={}, headers=main, timeout=10),
+        httpx.get(f"{api}/deployments/name/greet/ci", headers=main, timeout=10),
+        httpx.post(f"{api}/flows/filter", content=b"{not json", headers=main, timeout=10),
+        httpx.get(f"{api}/flows/not-a-uuid", headers=main, timeout=10),
+        httpx.get(f"{gateway.url}/readyz", timeout=10),
+        httpx.get(f"{api}/health", headers=bearer("x.y.z"), timeout=10),
+    ]
+    assert [a.status_code for a in answers][:5] == [200, 403, 200, 403, 200]
+    for answer in answers:
+        text = answer.text + json.dumps(dict(answer.headers))
+        assert not leaked(text), (answer.request.url, leaked(text))
+    assert not leaked(gateway.output.read_text()), "a secret leaked into the gateway's output"

@@ -85,9 +85,9 @@ async def decide(match: Match, grant: Grant, body: bytes, names: Names) -> Decis
         return Decision(ok, None if ok else "read, or deploy")
 
     if need is Need.DEPLOYMENT_NAME_READ:
-        name = f"{params['flow_name']}/{params['deployment_name']}"
-        ok = grant.read or grant.may_run(name) or grant.may_deploy(name)
-        return Decision(ok, None if ok else f"read, or run/deploy: {name}", deployment=name)
+        full_name = f"{params['flow_name']}/{params['deployment_name']}"
+        ok = grant.read or grant.may_run(full_name) or grant.may_deploy(full_name)
+        return Decision(ok, None if ok else f"read, or run/deploy: {full_name}", deployment=full_name)
 
     if need is Need.DEPLOYMENT_OWNED_DELETE:
         resource = params["resource_id"]
@@ -116,31 +116,36 @@ async def decide(match: Match, grant: Grant, body: bytes, names: Names) -> Decis
         flow_run_id = params["id"]
         if need is Need.FLOW_RUN_READ and grant.read:
             return Decision(True, flow_run_id=flow_run_id)
-        deployment_id, name = await names.run_deployment(flow_run_id)
-        ok = name is not None and grant.may_run(name)
-        what = name or f"the deployment of flow run {flow_run_id} (none found)"
+        run_deployment_id, run_deployment = await names.run_deployment(flow_run_id)
+        ok = run_deployment is not None and grant.may_run(run_deployment)
+        what = run_deployment or f"the deployment of flow run {flow_run_id} (none found)"
         missing = f"read, or run: {what}" if need is Need.FLOW_RUN_READ else f"run: {what}"
         return Decision(
-            ok, None if ok else missing, deployment=name, deployment_id=deployment_id, flow_run_id=flow_run_id
+            ok,
+            None if ok else missing,
+            deployment=run_deployment,
+            deployment_id=run_deployment_id,
+            flow_run_id=flow_run_id,
         )
 
     if need is Need.FLOW_NAME_READ:
-        flow = params["name"]
-        ok = grant.read or grant.may_deploy_flow(flow)
-        return Decision(ok, None if ok else f"read, or deploy: {flow}/*")
+        flow_name = params["name"]
+        ok = grant.read or grant.may_deploy_flow(flow_name)
+        return Decision(ok, None if ok else f"read, or deploy: {flow_name}/*")
 
     fields = _json_object(body)
     if need is Need.FLOW_CREATE:
-        flow = fields.get("name")
-        ok = isinstance(flow, str) and grant.may_deploy_flow(flow)
-        return Decision(ok, None if ok else f"deploy: {flow if isinstance(flow, str) else '<no flow name>'}/*")
+        new_flow = fields.get("name")
+        ok = isinstance(new_flow, str) and grant.may_deploy_flow(new_flow)
+        shown = new_flow if isinstance(new_flow, str) else "<no flow name>"
+        return Decision(ok, None if ok else f"deploy: {shown}/*")
 
     if need is Need.DEPLOYMENT_CREATE:
         flow_id, deployment = fields.get("flow_id"), fields.get("name")
-        flow = await names.flow(flow_id) if isinstance(flow_id, str) else None
-        name = f"{flow}/{deployment}" if flow and isinstance(deployment, str) else None
-        ok = name is not None and grant.may_deploy(name)
-        return Decision(ok, None if ok else f"deploy: {name or '<unknown flow or name>'}", deployment=name)
+        its_flow = await names.flow(flow_id) if isinstance(flow_id, str) else None
+        created = f"{its_flow}/{deployment}" if its_flow and isinstance(deployment, str) else None
+        ok = created is not None and grant.may_deploy(created)
+        return Decision(ok, None if ok else f"deploy: {created or '<unknown flow or name>'}", deployment=created)
 
     return Decision(False, "none: this endpoint is not available through the gateway")
 

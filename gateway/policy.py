@@ -257,7 +257,9 @@ def _rule(raw: Any, where: str, problems: list[str]) -> Rule | None:
             else:
                 conditions[str(claim)] = value
     allow = raw.get("allow")
-    read, run, deploy = False, (), ()
+    read = False
+    run: tuple[str, ...] = ()
+    deploy: tuple[str, ...] = ()
     if not isinstance(allow, dict) or not allow:
         problems.append(f"{where}.allow: missing or empty; grant read: true, run: [globs] and/or deploy: [globs]")
     else:

@@ -12,11 +12,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from gateway.audit import Record, shown_claims
 from gateway.identity import Identity, IssuerUnavailable, TokenRefused
@@ -89,10 +89,10 @@ async def relay(
     try:
         server = await _NoRedirects(
             upstream.ws_base + path,
-            subprotocols=["prefect"],
+            subprotocols=[Subprotocol("prefect")],
             proxy=None,
             open_timeout=10,
-            max_size=None,  # type: ignore[list-item]
+            max_size=None,
         )
     except Exception as exc:
         record.set(decision="error", status=INTERNAL_ERROR, reason=f"upstream stream: {type(exc).__name__}")
@@ -118,7 +118,7 @@ async def relay(
 async def _pump(websocket: WebSocket, server: ClientConnection) -> None:
     async def client_to_server() -> None:
         while True:
-            message: dict[str, Any] = await websocket.receive()
+            message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("text") is not None:

@@ -267,19 +267,20 @@ class Match:
 ENDPOINTS: tuple[Endpoint, ...] = tuple(sorted((Endpoint(m, p, n) for m, p, n in TABLE), key=lambda e: -e.static_count))
 
 
+_BY_SHAPE: dict[tuple[str, int], list[Endpoint]] = {}
+for _endpoint in ENDPOINTS:
+    _BY_SHAPE.setdefault((_endpoint.method, len(_endpoint.parts)), []).append(_endpoint)
+_PARTS = {endpoint: endpoint.parts for endpoint in ENDPOINTS}
+
+
 def match(method: str, segments: list[str]) -> Match | None:
     """The endpoint for ``method`` (``WEBSOCKET`` for streams) and the API-relative segments.
 
     Static segments compare case-insensitively (the canonical spelling is forwarded); the most
     specific endpoint wins, as in Prefect's router where static routes are declared first.
     """
-    method = method.upper()
-    for endpoint in ENDPOINTS:
-        if endpoint.method != method:
-            continue
-        parts = endpoint.parts
-        if len(parts) != len(segments):
-            continue
+    for endpoint in _BY_SHAPE.get((method.upper(), len(segments)), ()):
+        parts = _PARTS[endpoint]
         params: dict[str, str] = {}
         for pattern, segment in zip(parts, segments, strict=True):
             if pattern.startswith("{"):

@@ -165,8 +165,11 @@ def idempotency_key(config: Config, meta: CommitMetadata, deployment_id: str) ->
 
 def show_dry_run(config: Config, plans: list[Plan]) -> None:
     from pipe import identity
+    from pipe.identity import gateway_rule
 
     for line in identity.describe(config.variables, config.env):
+        console.info(line)
+    for line in gateway_rule.lines(config.variables, config.env, [plan.label for plan in plans]):
         console.info(line)
     for plan in plans:
         console.info(f"DRY_RUN: deployment {plan.label} ({plan.deployment.id}) resolved; nothing was created")

@@ -27,6 +27,7 @@ AUTH_TIMEOUT = 10.0
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
+NO_TOKEN = "no token: send it in the auth message or as an Authorization: Bearer header (PREFECT_CLIENT_CUSTOM_HEADERS)"
 
 
 class _NoRedirects(connect):
@@ -66,8 +67,8 @@ async def relay(
         return
     token = message.get("token") or handshake_token
     if not isinstance(token, str) or not token:
-        record.set(status=POLICY_VIOLATION, reason="no token in the auth message")
-        await _close(websocket, POLICY_VIOLATION, "Auth required but no token provided")
+        record.set(status=POLICY_VIOLATION, reason=NO_TOKEN)
+        await _close(websocket, POLICY_VIOLATION, _short(NO_TOKEN))
         return
     try:
         identity = await verify(token)

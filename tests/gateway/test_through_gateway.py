@@ -171,3 +171,22 @@ def test_the_upstream_credential_never_appears_in_answers_or_audit_lines(
         text = answer.text + json.dumps(dict(answer.headers))
         assert not leaked(text), (answer.request.url, leaked(text))
     assert not leaked(gateway.output.read_text()), "a secret leaked into the gateway's output"
+
+
+@pytest.mark.prefect
+def test_without_the_stream_header_the_pipe_still_gets_every_line_by_polling(
+    pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    """Prefect's stream clients send a null token with an API key: the gateway refuses those streams
+    (saying how to identify them) and the pipe falls back to reading, losing no line."""
+    env = gateway_env(pipe_env, gateway, issuer.token(stepUuid=pipe_env["BITBUCKET_STEP_UUID"]))
+    before = len(gateway.audit_lines())
+    result = run_pipe(env)
+    assert result.code == 0, result
+    assert "hello world #1" in result.output and "last line of greet" in result.output, result
+    streams = [
+        a
+        for a in gateway.audit_lines()[before:]
+        if a["method"] == "WEBSOCKET" and a.get("reason", "").startswith("no token: send it in the auth message")
+    ]
+    assert {a["path"] for a in streams} >= {"/api/events/out", "/api/logs/out"}

@@ -190,3 +190,45 @@ def test_without_the_stream_header_the_pipe_still_gets_every_line_by_polling(
         if a["method"] == "WEBSOCKET" and a.get("reason", "").startswith("no token: send it in the auth message")
     ]
     assert {a["path"] for a in streams} >= {"/api/events/out", "/api/logs/out"}
+
+
+@pytest.mark.prefect
+def test_streams_are_relayed_and_closed_cleanly_on_shutdown(
+    gateway: GatewayProcess, issuer: LoopbackIssuer, tmp_path: Path
+) -> None:
+    import asyncio
+    import time
+
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from tests.gateway.conftest import policy_document, start_gateway
+
+    replica = start_gateway(policy_document(issuer, gateway_upstream(gateway)), tmp_path / "shutdown")
+
+    async def scenario() -> tuple[str, int | None, float]:
+        url = f"ws://127.0.0.1:{replica.port}/api/events/out"
+        async with connect(url, subprotocols=["prefect"], proxy=None) as stream:  # type: ignore[list-item]
+            await stream.send(json.dumps({"type": "auth", "token": issuer.token()}))
+            answer = json.loads(await asyncio.wait_for(stream.recv(), 10))
+            await stream.send(json.dumps({"type": "filter", "filter": {"event": {"prefix": ["prefect.flow-run."]}}}))
+            started = time.monotonic()
+            replica.process.terminate()
+            try:
+                await asyncio.wait_for(stream.recv(), 20)
+            except ConnectionClosed as closed:
+                return answer["type"], closed.rcvd.code if closed.rcvd else None, time.monotonic() - started
+            return answer["type"], None, time.monotonic() - started
+
+    try:
+        kind, code, seconds = asyncio.run(scenario())
+        assert kind == "auth_success"
+        assert code in (1000, 1001, 1012), code  # a close frame, not a dropped connection
+        # uvicorn re-raises the signal it handled once the graceful shutdown is done.
+        assert replica.process.wait(timeout=20) in (0, -15)
+        assert seconds < 16
+        assert "Traceback" not in replica.output.read_text()
+    finally:
+        replica.stop()
+    line = [a for a in replica.audit_lines() if a["method"] == "WEBSOCKET"][-1]
+    assert line["decision"] == "allow" and line["path"] == "/api/events/out" and line["upstream_status"] == 101

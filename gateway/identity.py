@@ -32,6 +32,7 @@ SESSION_AUDIENCE = "urn:prefect-gateway:api"
 SESSION_ALGORITHM = "HS256"
 CACHE_SIZE = 10_000
 FETCH_TIMEOUT = 5.0
+FAILED_FETCH_PAUSE = 5.0
 
 
 class TokenRefused(Exception):
@@ -74,6 +75,15 @@ class IssuerKeys:
 
     async def _fetch(self) -> None:
         self._fetched_at = time.monotonic()
+        try:
+            await self._fetch_keys()
+        except IssuerUnavailable:
+            # A failed fetch may be retried after FAILED_FETCH_PAUSE, not after the whole interval.
+            pause = min(FAILED_FETCH_PAUSE, self._policy.jwks_refetch_seconds)
+            self._fetched_at = time.monotonic() - self._policy.jwks_refetch_seconds + pause
+            raise
+
+    async def _fetch_keys(self) -> None:
         jwks_url = self._policy.jwks_url
         if jwks_url is None:
             discovery = await self._get_json(f"{self._policy.issuer}/.well-known/openid-configuration")

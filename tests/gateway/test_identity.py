@@ -173,3 +173,18 @@ def test_session_lifetime_is_bounded_by_the_policy(issuer: LoopbackIssuer) -> No
 
     assert 170 <= with_verifier(issuer, use, session={"max_beyond_subject_seconds": 120}) <= 180
     assert 55 <= with_verifier(issuer, use) <= 60
+
+
+def test_unreachable_keys_are_the_gateways_problem_not_a_refused_token(issuer: LoopbackIssuer) -> None:
+    from gateway.identity import IssuerUnavailable
+    from tests.prefect_server import free_port
+
+    token = issuer.token()
+
+    async def use(verifier: Verifier) -> str:
+        with pytest.raises(IssuerUnavailable) as caught:
+            await verifier.bearer(token)
+        return str(caught.value)
+
+    reason = with_verifier(issuer, use, jwks_url=f"http://127.0.0.1:{free_port()}/keys.json")
+    assert reason.startswith("fetching http://127.0.0.1:") and "ConnectError" in reason

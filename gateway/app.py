@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -24,7 +24,7 @@ from gateway import authorize, paths, rights, streams
 from gateway.audit import Record, shown_claims
 from gateway.identity import Identity, IssuerUnavailable, TokenRefused, Verifier
 from gateway.policy import Grant, Policy
-from gateway.proxy import Upstream, UpstreamUnavailable
+from gateway.proxy import FORWARDED_RESPONSE_HEADERS, Upstream, UpstreamUnavailable
 
 BODY_LIMIT = 16 * 1024 * 1024
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -156,24 +156,22 @@ class Gateway:
             )
         except UpstreamUnavailable as exc:
             return self._unavailable(record, exc)
-        record.set(decision="allow", upstream_status=upstream.status_code, status=upstream.status_code)
-        headers = {k: v for k, v in upstream.headers.items() if k.lower() in _RESPONSE_HEADERS}
-        if upstream.is_stream_consumed:
-            content = upstream.content
-            if match.endpoint.need is rights.Need.DEPLOYMENT_RUN and upstream.status_code in (200, 201):
-                record.set(flow_run=_created_id(content))
+        record.set(decision="allow", upstream_status=upstream.status, status=upstream.status)
+        headers = {k: v for k, v in upstream.headers.items() if k in FORWARDED_RESPONSE_HEADERS}
+        if upstream.body is not None:
+            if match.endpoint.need is rights.Need.DEPLOYMENT_RUN and upstream.status in (200, 201):
+                record.set(flow_run=_created_id(upstream.body))
             record.write()
-            return Response(content, status_code=upstream.status_code, headers=headers)
+            return Response(upstream.body, status_code=upstream.status, headers=headers)
 
-        async def body_stream() -> Any:
+        async def body_stream() -> AsyncIterator[bytes]:
             try:
-                async for chunk in upstream.aiter_raw():
+                async for chunk in upstream.chunks():
                     yield chunk
             finally:
-                await upstream.aclose()
                 record.write()
 
-        return StreamingResponse(body_stream(), status_code=upstream.status_code, headers=headers)
+        return StreamingResponse(body_stream(), status_code=upstream.status, headers=headers)
 
     async def _identify(self, authorization: str | None, record: Record) -> tuple[Identity | None, Response | None]:
         scheme, _, token = (authorization or "").partition(" ")
@@ -301,9 +299,6 @@ class Gateway:
             )
         finally:
             record.write()
-
-
-_RESPONSE_HEADERS = frozenset({"content-type", "retry-after", "content-disposition"})
 
 
 def _answer(record: Record, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:

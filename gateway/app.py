@@ -136,6 +136,9 @@ class Gateway:
         record.set(path="/api" + forward_path)
         if any(key.lower() == "include_secrets" for key, _ in parse_qsl(request.url.query, keep_blank_values=True)):
             return self._denied(record, identity, "none: secret values are never served through the gateway")
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > BODY_LIMIT:
+            return _answer(record, 413, {"detail": "refused: the request body is larger than 16 MiB"})
         body = await request.body()
         if len(body) > BODY_LIMIT:
             return _answer(record, 413, {"detail": "refused: the request body is larger than 16 MiB"})

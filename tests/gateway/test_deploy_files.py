@@ -4,6 +4,7 @@ variables and options are the ones the gateway reads, the proxy points at the co
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import yaml
@@ -49,3 +50,15 @@ def test_kubernetes_sketch_uses_the_gateways_settings_and_probes() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     cli.parser().parse_args(container["args"])
+
+
+def test_the_readme_policy_and_step_are_valid() -> None:
+    readme = (DEPLOY.parents[1] / "README.md").read_text()
+    section = readme.split("## Self-hosted Prefect without a shared password", 1)[1].split("\n## ", 1)[0]
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```yaml\n(.*?)```", section, flags=re.S)]
+    policy = next(yaml.safe_load(b) for b in blocks if b.lstrip().startswith("issuer:"))
+    assert len(parse(policy).rules) == 3
+    step = next(yaml.safe_load(b) for b in blocks if "pipe: org/prefect-trigger" in b)[0]["step"]
+    variables = step["script"][0]["variables"]
+    assert step["oidc"]["audiences"] == policy["audiences"]
+    assert variables["TOKEN_EXCHANGE_URL"].removesuffix("/token") == variables["PREFECT_API_URL"].removesuffix("/api")

@@ -7,6 +7,7 @@ websocket types.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -177,13 +178,15 @@ class Gateway:
         return StreamingResponse(body_stream(), status_code=upstream.status, headers=headers)
 
     async def _identify(self, authorization: str | None, record: Record) -> tuple[Identity | None, Response | None]:
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(authorization)
+        if not token:
             return None, _answer(
                 record,
                 401,
-                {"detail": "unauthorized: send the step's OIDC token or a gateway session token as a Bearer token"},
+                {
+                    "detail": "unauthorized: send the step's OIDC token or a gateway session token as a Bearer token"
+                    " (or as the password of an auth string, e.g. PREFECT_API_AUTH_STRING=bearer:<token>)"
+                },
                 {"www-authenticate": "Bearer"},
             )
         try:
@@ -295,13 +298,34 @@ class Gateway:
             )
 
         try:
-            scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-            handshake = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+            handshake = bearer_token(websocket.headers.get("authorization"))
             await streams.relay(
                 websocket, match.forward_path(), self.upstream, self.verifier.bearer, permit, record, handshake
             )
         finally:
             record.write()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The caller's token from ``Authorization``: ``Bearer <token>``, or ``Basic`` of ``<user>:<token>``
+    (Prefect clients send ``PREFECT_API_AUTH_STRING`` that way, and the same string as their streams'
+    auth token, so ``PREFECT_API_AUTH_STRING=bearer:<token>`` identifies HTTP and streams alike)."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return auth_string_token(decoded)
+    return None
+
+
+def auth_string_token(text: str) -> str | None:
+    """The token in an auth string ``<user>:<token>`` (a JWT has no colon), or the text itself."""
+    return text.rsplit(":", 1)[-1].strip() or None
 
 
 def _answer(record: Record, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:

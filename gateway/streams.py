@@ -65,7 +65,9 @@ async def relay(
         record.set(status=POLICY_VIOLATION, reason="the first message is not an auth message")
         await _close(websocket, POLICY_VIOLATION, "Expected 'auth' message")
         return
-    token = message.get("token") or handshake_token
+    sent = message.get("token")
+    # Prefect sends PREFECT_API_AUTH_STRING as the token: ``bearer:<token>`` carries the caller's token.
+    token = (sent.rsplit(":", 1)[-1] if isinstance(sent, str) else None) or handshake_token
     if not isinstance(token, str) or not token:
         record.set(status=POLICY_VIOLATION, reason=NO_TOKEN)
         await _close(websocket, POLICY_VIOLATION, _short(NO_TOKEN))

@@ -3,6 +3,7 @@ variables and options are the ones the gateway reads, the proxy points at the co
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -59,6 +60,10 @@ def test_the_readme_policy_and_step_are_valid() -> None:
     policy = next(yaml.safe_load(b) for b in blocks if b.lstrip().startswith("issuer:"))
     assert len(parse(policy).rules) == 3
     step = next(yaml.safe_load(b) for b in blocks if "pipe: org/prefect-trigger" in b)[0]["step"]
-    variables = step["script"][0]["variables"]
     assert step["oidc"]["audiences"] == policy["audiences"]
-    assert variables["TOKEN_EXCHANGE_URL"].removesuffix("/token") == variables["PREFECT_API_URL"].removesuffix("/api")
+    assert step["script"][0]["variables"]["PREFECT_API_AUTH_STRING"] == "bearer:${BITBUCKET_STEP_OIDC_TOKEN}"
+    exchange = next(yaml.safe_load(b) for b in blocks if "TOKEN_EXCHANGE_URL" in b)["variables"]
+    assert exchange["TOKEN_EXCHANGE_URL"].removesuffix("/token") == exchange["PREFECT_API_URL"].removesuffix("/api")
+    assert json.loads(exchange["PREFECT_CLIENT_CUSTOM_HEADERS"]) == {
+        "Authorization": "Bearer ${BITBUCKET_STEP_OIDC_TOKEN}"
+    }

@@ -153,3 +153,20 @@ def test_token_endpoint_errors_are_oauth_json(
     answer = httpx.post(f"{gateway_without_upstream.url}/token", data=form, timeout=10)
     assert answer.status_code == 400 and answer.json()["error"] == error
     assert answer.headers["cache-control"] == "no-store"
+
+
+def test_an_auth_string_carrying_the_token_is_accepted_and_the_servers_own_is_not(
+    gateway_without_upstream: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    import base64
+
+    from tests.prefect_server import AUTH_STRING
+
+    def basic(text: str) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(text.encode()).decode()}
+
+    url = f"{gateway_without_upstream.url}/api/flows/filter"
+    carried = httpx.post(url, json={}, headers=basic(f"bearer:{issuer.token(repositoryUuid=READER_REPO)}"), timeout=30)
+    assert carried.status_code == 502  # identified, allowed, forwarded (the server is down)
+    admin = httpx.post(url, json={}, headers=basic(AUTH_STRING), timeout=10)
+    assert admin.status_code == 401 and "not a JWT" in admin.json()["detail"]

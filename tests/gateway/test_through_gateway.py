@@ -234,3 +234,21 @@ def test_streams_are_relayed_and_closed_cleanly_on_shutdown(
         replica.stop()
     line = [a for a in replica.audit_lines() if a["method"] == "WEBSOCKET"][-1]
     assert line["decision"] == "allow" and line["path"] == "/api/events/out" and line["upstream_status"] == 101
+
+
+@pytest.mark.prefect
+def test_the_pipe_unchanged_with_the_step_token_as_auth_string_streams_through_the_gateway(
+    pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    """PREFECT_API_AUTH_STRING=bearer:<step token>: Prefect sends it as HTTP Basic and as the streams'
+    auth token, so both carry the step's identity without a token exchange or extra headers."""
+    env = dict(pipe_env, PREFECT_API_URL=f"{gateway.url}/api")
+    env["PREFECT_API_AUTH_STRING"] = "bearer:" + issuer.token(stepUuid=pipe_env["BITBUCKET_STEP_UUID"])
+    before = len(gateway.audit_lines())
+    result = run_pipe(env)
+    assert result.code == 0, result
+    assert "hello world #1" in result.output and "last line of greet" in result.output, result
+    audit = gateway.audit_lines()[before:]
+    streams = [a for a in audit if a["method"] == "WEBSOCKET"]
+    assert {a["path"] for a in streams} >= {"/api/events/out", "/api/logs/out"}, streams
+    assert all(a["decision"] == "allow" and a["claims"]["stepUuid"] == pipe_env["BITBUCKET_STEP_UUID"] for a in streams)

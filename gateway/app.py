@@ -7,7 +7,6 @@ websocket types.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -23,7 +22,7 @@ from starlette.websockets import WebSocket
 
 from gateway import authorize, paths, rights, streams
 from gateway.audit import Record, shown_claims
-from gateway.identity import Identity, IssuerUnavailable, TokenRefused, Verifier
+from gateway.identity import Identity, IssuerUnavailable, TokenRefused, Verifier, bearer_token
 from gateway.policy import Grant, Policy
 from gateway.proxy import FORWARDED_RESPONSE_HEADERS, Upstream, UpstreamUnavailable
 
@@ -304,28 +303,6 @@ class Gateway:
             )
         finally:
             record.write()
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The caller's token from ``Authorization``: ``Bearer <token>``, or ``Basic`` of ``<user>:<token>``
-    (Prefect clients send ``PREFECT_API_AUTH_STRING`` that way, and the same string as their streams'
-    auth token, so ``PREFECT_API_AUTH_STRING=bearer:<token>`` identifies HTTP and streams alike)."""
-    scheme, _, value = (authorization or "").strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer":
-        return value or None
-    if scheme.lower() == "basic":
-        try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        return auth_string_token(decoded)
-    return None
-
-
-def auth_string_token(text: str) -> str | None:
-    """The token in an auth string ``<user>:<token>`` (a JWT has no colon), or the text itself."""
-    return text.rsplit(":", 1)[-1].strip() or None
 
 
 def _answer(record: Record, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Response:

@@ -16,6 +16,7 @@ check per token, not per request.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import time
 from collections.abc import Mapping
@@ -33,6 +34,28 @@ SESSION_ALGORITHM = "HS256"
 CACHE_SIZE = 10_000
 FETCH_TIMEOUT = 5.0
 FAILED_FETCH_PAUSE = 5.0
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The caller's token from ``Authorization``: ``Bearer <token>``, or ``Basic`` of ``<user>:<token>``
+    (Prefect clients send ``PREFECT_API_AUTH_STRING`` that way, and the same string as their streams'
+    auth token, so ``PREFECT_API_AUTH_STRING=bearer:<token>`` identifies HTTP and streams alike)."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return auth_string_token(decoded)
+    return None
+
+
+def auth_string_token(text: str) -> str | None:
+    """The token in an auth string ``<user>:<token>`` (a JWT has no colon), or the text itself."""
+    return text.rsplit(":", 1)[-1].strip() or None
 
 
 class TokenRefused(Exception):

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from gateway.audit import Record, shown_claims
-from gateway.identity import Identity, IssuerUnavailable, TokenRefused
+from gateway.identity import Identity, IssuerUnavailable, TokenRefused, auth_string_token
 from gateway.policy import Grant
 from gateway.proxy import Upstream
 
@@ -67,7 +67,7 @@ async def relay(
         return
     sent = message.get("token")
     # Prefect sends PREFECT_API_AUTH_STRING as the token: ``bearer:<token>`` carries the caller's token.
-    token = (sent.rsplit(":", 1)[-1] if isinstance(sent, str) else None) or handshake_token
+    token = (auth_string_token(sent) if isinstance(sent, str) else None) or handshake_token
     if not isinstance(token, str) or not token:
         record.set(status=POLICY_VIOLATION, reason=NO_TOKEN)
         await _close(websocket, POLICY_VIOLATION, _short(NO_TOKEN))

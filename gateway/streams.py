@@ -24,6 +24,7 @@ from gateway.policy import Grant
 from gateway.proxy import Upstream
 
 AUTH_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 2.0  # the server's answer to the gateway's close, once the client has gone
 POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
@@ -95,6 +96,7 @@ async def relay(
             subprotocols=[Subprotocol("prefect")],
             proxy=None,
             open_timeout=10,
+            close_timeout=CLOSE_TIMEOUT,
             max_size=None,
         )
     except Exception as exc:

@@ -6,6 +6,53 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------------------------------------------
+# The gateway's image (docker build --target gateway -t org/prefect-trigger-gateway .): the identity-aware
+# gateway for self-hosted Prefect (python -m gateway). Its own small venv (Starlette, uvicorn, httpx,
+# websockets, PyJWT, PyYAML; no prefect). These stages come before the pipe's, which stays the default.
+FROM ${BASE_IMAGE} AS gateway-builder
+SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
+ARG EXTRA_CA_CERTS=""
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_COMPILE=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+COPY gateway/requirements.txt /tmp/gateway-requirements.txt
+RUN python3 -m venv /opt/venv \
+ && if [ -n "$EXTRA_CA_CERTS" ]; then \
+        { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || cat "$(/opt/venv/bin/python -m pip._vendor.certifi)"; \
+          printf '%s\n' "$EXTRA_CA_CERTS"; } > /tmp/build-ca.pem; \
+        export PIP_CERT=/tmp/build-ca.pem; \
+    fi \
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/gateway-requirements.txt \
+ && /opt/venv/bin/pip uninstall --yes pip setuptools \
+ && rm -f /tmp/gateway-requirements.txt /tmp/build-ca.pem \
+ && find /opt/venv -depth -type d -name __pycache__ -exec rm -rf {} + \
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv > /dev/null
+COPY gateway /opt/gateway/gateway
+RUN rm -rf /opt/gateway/gateway/deploy \
+ && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/gateway \
+ && PYTHONPATH=/opt/gateway /opt/venv/bin/python -c 'import gateway.app, gateway.cli, uvicorn, websockets, jwt, yaml' \
+ && PYTHONPATH=/opt/gateway /opt/venv/bin/python -m gateway --help > /dev/null
+
+FROM ${BASE_IMAGE} AS gateway
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/gateway \
+    PYTHONSAFEPATH=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    LANG=C.UTF-8
+COPY --from=gateway-builder /opt/venv /opt/venv
+COPY --from=gateway-builder /opt/gateway /opt/gateway
+WORKDIR /opt/gateway
+# No secrets in the image: PREFECT_GATEWAY_UPSTREAM_AUTH_STRING and PREFECT_GATEWAY_SIGNING_KEY come from
+# the environment (or --upstream-auth-string-file / --signing-key-file), the policy from a mounted file.
+USER 65534:65534
+EXPOSE 8080
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "gateway"]
+CMD ["--policy", "/etc/prefect-gateway/policy.yaml", "--listen", "0.0.0.0:8080"]
+
+# ---------------------------------------------------------------------------------------------------
 # builder: the runtime venv, slimmed and precompiled. Nothing of this stage but /opt reaches the image.
 FROM ${BASE_IMAGE} AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-euc"]

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint test test-unit test-long test-compat demo bench image clean
+.PHONY: help venv lint test test-unit test-long test-compat demo bench image gateway-image clean
 
 help:
 	@echo "make demo       run the pipe against a throwaway local Prefect server"
@@ -15,18 +15,19 @@ help:
 	@echo "make test-compat the pipe against old Prefect servers (installed by .ci/compat-setup)"
 	@echo "make bench      waiting/latency benchmark against the Prefect CLI and run_deployment"
 	@echo "make image      build the Docker image"
+	@echo "make gateway-image  build the gateway's Docker image (target gateway)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r gateway/requirements.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 lint: venv
-	$(VENV)/bin/ruff check pipe tests $(wildcard bench)
-	$(VENV)/bin/ruff format --check pipe tests $(wildcard bench)
+	$(VENV)/bin/ruff check pipe gateway tests $(wildcard bench)
+	$(VENV)/bin/ruff format --check pipe gateway tests $(wildcard bench)
 	$(VENV)/bin/mypy
 
 test: lint
@@ -53,6 +54,9 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' pipe/__init__.py)
 
 image:
 	docker build --network host --build-arg BASE_IMAGE=$$(.ci/docker-setup) -t prefect-trigger:dev -t org/prefect-trigger:$(VERSION) .
+
+gateway-image:
+	docker build --network host --build-arg BASE_IMAGE=$$(.ci/docker-setup) --target gateway -t prefect-trigger-gateway:dev .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

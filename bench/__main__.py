@@ -10,7 +10,9 @@ Prints medians of several runs and ratios:
 * HTTP requests for a 20-second run (websockets counted apart);
 * time from start to a created run (without waiting);
 * fan-out: several deployments started and awaited at once (the pipe's DEPLOYMENTS; N CLI processes
-  side by side; N ``run_deployment`` calls gathered in one process): wall time and requests.
+  side by side; N ``run_deployment`` calls gathered in one process): wall time and requests;
+* the gateway (``bench/gateway.py``): latency it adds per proxied request, requests per second of one
+  worker, and the pipe's detection latency through it vs direct.
 """
 
 from __future__ import annotations
@@ -222,8 +224,10 @@ def main() -> int:
             }
             print(f"  {name}: { {k: round(v, 2) for k, v in results[name].items()} }", flush=True)
         report(results)
-        from bench import default_server  # a second server, with Prefect's default settings (no logs stream)
+        from bench import default_server, gateway
 
+        gateway.run(server)
+        # A second server, with Prefect's default settings (no logs stream).
         default_server.report(default_server.measure(), results["prefect-trigger"])
         return 0
     finally:

@@ -110,7 +110,18 @@ class PrefectApi:
             # TLS verification is the pipe's, whatever the step's settings say (the streams read this one).
             ps.PREFECT_API_TLS_INSECURE_SKIP_VERIFY: False,
             **({ps.PREFECT_UI_URL: self.ui_url} if self.ui_url else {}),
+            **self._stream_identity(key),
         }
+
+    def _stream_identity(self, key: str | None) -> dict[Any, Any]:
+        """Prefect's stream clients send no token in their first message when they hold an API key and the
+        server is not Prefect Cloud; a server (or the pipe's gateway) in front of which the key is a bearer
+        token then cannot tell who streams. The key goes into the handshake's headers too."""
+        import prefect.settings as ps
+
+        if self.credential.kind != "api_key" or not key or is_cloud(self.api_url):
+            return {}
+        return {ps.PREFECT_CLIENT_CUSTOM_HEADERS: {"Authorization": f"Bearer {key}"}}
 
     async def __aenter__(self) -> PrefectApi:
         import httpx

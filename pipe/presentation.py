@@ -27,7 +27,11 @@ def identity(config: Config) -> None:
         console.info(line)
 
 
-def dry_run(plans: list[Plan]) -> None:
+def dry_run(config: Config, plans: list[Plan]) -> None:
+    from pipe.identity import gateway_rule
+
+    for line in gateway_rule.lines(config, [plan.label for plan in plans]):
+        console.info(line)
     for plan in plans:
         console.info(f"DRY_RUN: deployment {plan.label} ({plan.deployment.id}) resolved; nothing was created")
         body = json.dumps(plan.request.create_fields(), indent=2, sort_keys=True, default=str)

@@ -96,7 +96,7 @@ async def run(config: Config) -> int:
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
             plans = await resolve(config, api, targets)
             if config.dry_run:
-                presentation.dry_run(plans)
+                presentation.dry_run(config, plans)
                 return 0
             try:
                 return await trigger_and_follow(config, api, plans)

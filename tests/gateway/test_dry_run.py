@@ -1,0 +1,100 @@
+"""DRY_RUN with TOKEN_EXCHANGE_URL at a gateway prints the policy rule this step needs; pasted into a
+policy, that rule grants exactly this step's deployments to this repository and branch."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.policy import parse
+from pipe import config
+from pipe.errors import ConfigError
+from pipe.identity.gateway_rule import behind_gateway, lines
+from tests.gateway.conftest import AUDIENCE, ENVIRONMENT, REPO, GatewayProcess, LoopbackIssuer
+from tests.support.pipe import run_pipe
+
+GATEWAY = "https://gw.example.com"
+
+
+def variables(token: str, **extra: Any) -> config.Config:
+    """The step's Config, as the pipe loads it."""
+    return config.load(
+        {
+            "PREFECT_API_URL": f"{GATEWAY}/api",
+            "TOKEN_EXCHANGE_URL": f"{GATEWAY}/token",
+            "BITBUCKET_STEP_OIDC_TOKEN": token,
+            "ACTION": "run",
+            "DEPLOYMENT": "etl/nightly",
+            **extra,
+        }
+    )
+
+
+def gatewayed(api: str, exchange: str) -> bool:
+    try:
+        loaded = config.load({"PREFECT_API_URL": api, "TOKEN_EXCHANGE_URL": exchange, "DEPLOYMENT": "etl/nightly"})
+    except ConfigError:  # plain http to a remote host is refused before anything else
+        return False
+    return behind_gateway(loaded)
+
+
+def pasted_rule(printed: list[str]) -> dict[str, Any]:
+    rule = yaml.safe_load("\n".join(line[2:] for line in printed[1:4]))
+    assert isinstance(rule, list) and len(rule) == 1
+    return dict(rule[0])
+
+
+def test_the_printed_rule_grants_this_branch_its_deployments(issuer: LoopbackIssuer) -> None:
+    printed = lines(variables(issuer.token(branchName="release/2")), ["etl/nightly", "etl/hourly"])
+    assert printed[0].startswith(f"Gateway policy rule for this step (repository {REPO}, branch release/2)")
+    rule = pasted_rule(printed)
+    assert rule["when"] == {"repositoryUuid": REPO, "branchName": "release/2"}
+    assert rule["allow"] == {"read": True, "run": ["etl/hourly", "etl/nightly"]}
+    policy = parse({"issuer": issuer.url, "audiences": [AUDIENCE], "upstream": "http://p:4200/api", "rules": [rule]})
+    grant = policy.grant({"repositoryUuid": REPO, "branchName": "release/2"})
+    assert grant.may_run("etl/nightly") and not grant.may_run("etl/other") and not grant.deploy
+    assert policy.grant({"repositoryUuid": REPO, "branchName": "main"}).empty
+    assert len(printed) == 4  # the token already has the gateway's audience
+
+
+def test_an_environment_pins_the_rule_and_deploy_and_run_adds_deploy(issuer: LoopbackIssuer) -> None:
+    token = issuer.token(deploymentEnvironmentUuid=ENVIRONMENT, aud="ari:cloud:bitbucket::workspace/x")
+    printed = lines(variables(token, ACTION="deploy-and-run"), ["etl/production"])
+    rule = pasted_rule(printed)
+    assert rule["when"] == {"repositoryUuid": REPO, "deploymentEnvironmentUuid": ENVIRONMENT}
+    assert rule["allow"]["deploy"] == ["etl/production"]
+    assert "oidc: audiences:" in printed[-1]
+
+
+@pytest.mark.parametrize(
+    ("api", "exchange"),
+    [
+        ("https://prefect.example.com/api", "https://idp.example.com/token"),
+        ("https://gw.example.com/api", "https://gw.example.com/oauth2/v1/token-exchange"),
+        ("https://gw.example.com/api", "http://gw.example.com/token"),
+    ],
+)
+def test_other_token_exchanges_print_no_gateway_rule(api: str, exchange: str) -> None:
+    assert not gatewayed(api, exchange)
+    assert gatewayed("https://x.example.com/gw/api/", "https://x.example.com/gw/token")
+
+
+@pytest.mark.prefect
+def test_pipe_dry_run_through_the_gateway_prints_the_rule(
+    pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
+    env.update(
+        PREFECT_API_URL=f"{gateway.url}/api",
+        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
+        BITBUCKET_STEP_OIDC_TOKEN=issuer.token(),
+        DRY_RUN="true",
+    )
+    result = run_pipe(env, timeout=120)
+    assert result.code == 0, result
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
+    assert f"Gateway policy rule for this step (repository {REPO}, branch main)" in plain, result
+    assert 'allow: {"read": true, "run": ["greet/ci"]}' in plain, result

@@ -24,15 +24,14 @@ from pipe.config import DeploymentRef
 from pipe.credentials import Credential
 from pipe.errors import DeploymentNotFound, PrefectError
 from pipe.prefect_compat import (
-    LOWEST_SUPPORTED,
     ServerVersion,
     accepts_flow_run_labels,
     check_supported,
     filter_body,
     parse_version,
-    rejected_fields,
-    user_input_rejected,
 )
+from pipe.prefect_errors import status_code, translated
+from pipe.urls import CLOUD_API_PREFIX, is_cloud
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CLOUD_API_PREFIX = "https://api.prefect.cloud/api"
 REQUEST_TIMEOUT_SECONDS = 20.0  # one attempt
 MAX_RETRIES = 4  # Prefect's client retries 408/429/502/503 and connection errors with backoff (2, 4, 8, 16 s)
 # One call, its retries included. Without it a server that accepts connections and never answers
@@ -53,10 +51,6 @@ CALL_BUDGET_SECONDS = 60.0
 FIRST_CONTACT_PAUSE_SECONDS = 1.0
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
 LOGS_PAGE = TASK_RUNS_PAGE = 200  # the server's maximum
-
-
-def is_cloud(api_url: str) -> bool:
-    return api_url.startswith(CLOUD_API_PREFIX)
 
 
 def flow_run_ui_url(api_url: str, ui_url: str | None, flow_run_id: str) -> str:
@@ -366,86 +360,9 @@ class PrefectApi:
 
     @contextlib.contextmanager
     def translate(self, doing: str) -> Iterator[None]:
-        """Turn client exceptions into one line for a person."""
-        import httpx
-
-        where = f"the Prefect API at {self.host}"
-        try:
+        """Turn client exceptions into one line for a person (:mod:`pipe.prefect_errors`)."""
+        with translated(self, doing):
             yield
-        except httpx.HTTPStatusError as exc:
-            raise self._status_error(doing, where, exc.response) from exc
-        except (httpx.LocalProtocolError, httpx.InvalidURL, UnicodeEncodeError):
-            # The request could not even be built: a header (the credential), the URL or the body holds
-            # what cannot be sent. The library's text would quote the header, credential and all: say less.
-            raise PrefectError(
-                f"the request to {where} could not be sent while {doing}: a value holds characters that cannot"
-                " be sent (a line break or non-ASCII character in the credential or URL, or text that is not"
-                " valid UTF-8)",
-                "check PREFECT_API_KEY or PREFECT_API_AUTH_STRING, PREFECT_API_URL and the values passed to the run",
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise PrefectError(
-                f"{where} did not answer in time while {doing} ({type(exc).__name__})",
-                "check that the server is up and reachable from the build, then re-run the step",
-            ) from exc
-        except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise PrefectError(
-                f"cannot reach {where} while {doing}: {reason}",
-                "check PREFECT_API_URL and that the server is reachable from Bitbucket Pipelines",
-            ) from exc
-
-    def _unauthorized(self, doing: str, where: str) -> PrefectError:
-        """401: name the credential actually used (its variable), or say that none was given."""
-        if self.credential.kind == "none":
-            return PrefectError(
-                f"{where} requires a credential (401 Unauthorized) while {doing}, and no credential was given",
-                "set PREFECT_API_KEY (Prefect Cloud) or PREFECT_API_AUTH_STRING (a self-hosted server) as a secured "
-                "variable, or an identity-first source such as PREFECT_API_KEY_SECRET",
-            )
-        variable = self.credential.source.split("=", 1)[0].strip()
-        fix = (
-            f"check that the server (or the gateway in front of it) accepts what {variable} issues for this repository"
-            if variable == "TOKEN_EXCHANGE_URL"
-            else f"check that {variable} is current and belongs to this server or workspace"
-        )
-        return PrefectError(
-            f"{where} rejected the credential from {self.credential.source} (401 Unauthorized) while {doing}", fix
-        )
-
-    def _status_error(self, doing: str, where: str, response: Any) -> PrefectError:
-        code = response.status_code
-        detail = _detail(response)
-        if code == 401:
-            return self._unauthorized(doing, where)
-        if code == 403:
-            return PrefectError(
-                f"{where} refused {doing} (403 Forbidden): {detail}",
-                "give the key's service account a role that allows it (Runner to run deployments, Developer to deploy)",
-            )
-        if code == 404 and is_cloud(self.api_url):
-            return PrefectError(
-                f"{where} answered 404 while {doing}",
-                "check the account and workspace ids in PREFECT_API_URL and that the key's account is a member",
-            )
-        if code == 409 or (code == 422 and user_input_rejected(rejected_fields(_body(response)))):
-            return PrefectError(
-                f"{where} refused {doing}: {detail}", "fix PARAMETERS or JOB_VARIABLES to match the deployment"
-            )
-        if code == 422:  # a field this pipe sends that the server does not know
-            fields = ", ".join(rejected_fields(_body(response)))
-            version = f"Prefect {self.server_version}" if self.server_version else "Prefect, version unknown"
-            return PrefectError(
-                f"{where} ({version}) did not accept {fields or 'the request'} while {doing}"
-                + ("" if fields else f": {detail}"),
-                f"this pipe works with Prefect {LOWEST_SUPPORTED} and newer: upgrade the server, or report this"
-                " with the server's version",
-            )
-        if code >= 500 or code == 429:
-            return PrefectError(
-                f"{where} answered {code} while {doing}: {detail}", "the server is struggling; re-run the step later"
-            )
-        return PrefectError(f"{where} answered {code} while {doing}: {detail}", "check the request variables")
 
     # -- what the waiter tells of a run (added for the waiter's messages) -------------------------
 
@@ -516,28 +433,3 @@ def _path_name(ref: DeploymentRef) -> str:
 def _path_segment(text: str) -> str:
     """One part of a URL path, percent-encoded: ``/``, ``?``, ``#`` and ``..`` stay inside it."""
     return quote(text, safe="", errors="surrogateescape").replace(".", "%2E")
-
-
-def status_code(error: PrefectError) -> int | None:
-    """The HTTP status behind an error of :meth:`PrefectApi.translate`, when the API answered one."""
-    import httpx
-
-    cause = error.__cause__
-    return cause.response.status_code if isinstance(cause, httpx.HTTPStatusError) else None
-
-
-def _body(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _detail(response: Any) -> str:
-    try:
-        body = response.json()
-        detail = body.get("detail", body) if isinstance(body, dict) else body
-    except ValueError:
-        detail = response.text
-    text = str(detail).replace("\n", " ").strip()
-    return text[:300] or response.reason_phrase

@@ -22,7 +22,8 @@ from pipe.credentials import Credential
 from pipe.deadlines import in_background
 from pipe.errors import ParameterError, PipeError, RunFailed, Stopped, WaitTimeout
 from pipe.outcome import RunInfo, RunResult
-from pipe.prefect_api import PrefectApi, is_cloud
+from pipe.prefect_api import PrefectApi
+from pipe.urls import is_cloud
 from pipe.waiter import Waiter
 
 if TYPE_CHECKING:

@@ -10,6 +10,12 @@ from urllib.parse import urlsplit
 from pipe.errors import ConfigError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CLOUD_API_PREFIX = "https://api.prefect.cloud/api"
+
+
+def is_cloud(api_url: str) -> bool:
+    """Prefect Cloud's API (as opposed to a self-hosted server)."""
+    return api_url.startswith(CLOUD_API_PREFIX)
 
 
 def is_loopback(host: str) -> bool:

@@ -19,7 +19,8 @@ from pipe.credentials import Credential
 from pipe.deploy.placeholders import block_references, placeholders, variable_references
 from pipe.deploy.project import Project
 from pipe.errors import DeployError, PrefectError
-from pipe.prefect_api import PrefectApi, status_code
+from pipe.prefect_api import PrefectApi
+from pipe.prefect_errors import status_code
 
 
 def deployed_parts(document: dict[str, Any]) -> list[Any]:

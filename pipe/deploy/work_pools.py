@@ -13,7 +13,8 @@ from pipe.config import Config
 from pipe.credentials import Credential
 from pipe.deploy.project import DeploymentSpec, Project
 from pipe.errors import DeployError, PrefectError
-from pipe.prefect_api import PrefectApi, status_code
+from pipe.prefect_api import PrefectApi
+from pipe.prefect_errors import status_code
 
 
 def check_work_pools(config: Config, credential: Credential, project: Project, selected: list[DeploymentSpec]) -> None:

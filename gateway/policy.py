@@ -320,7 +320,7 @@ def _strings(value: Any, key: str, problems: list[str]) -> list[str]:
 def _int(
     data: Mapping[str, Any], key: str, default: int, low: int, high: int, problems: list[str], prefix: str = ""
 ) -> int:
-    value = data.get(key, default)
+    value: object = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         problems.append(f"{prefix}{key}: must be a whole number of seconds from {low} to {high}")
         return default

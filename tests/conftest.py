@@ -10,6 +10,7 @@ import pytest
 
 from tests.support.pipe import BITBUCKET_ENV, step_uuid
 from tests.support.prefect_server import PrefectInspector, PrefectServer, start_server
+from tests.support.trickle import trickling  # noqa: F401 - a fixture for every test module
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -3,51 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from pipe.bitbucket.api import BitbucketApi, BitbucketApiError, RetryPolicy
 from pipe.deadlines import DeadlineExceeded, call_within, in_background
 from pipe.identity import retry
-
-
-@pytest.fixture()
-def trickling() -> Iterator[str]:
-    """A server that accepts, then sends its answer one byte every 0.5 s: every read succeeds in time."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def answer(conn: socket.socket) -> None:
-        with conn:
-            conn.settimeout(1.0)
-            try:
-                conn.recv(65536)
-                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000:
-                    if stop.wait(0.5):
-                        return
-                    conn.sendall(bytes([byte]))
-            except OSError:
-                return
-
-    def serve() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            threading.Thread(target=answer, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.getsockname()[1]}"
-    finally:
-        stop.set()
-        server.close()
 
 
 def test_call_within_gives_up_at_the_deadline_without_waiting_for_the_call() -> None:

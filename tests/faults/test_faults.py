@@ -452,3 +452,38 @@ def test_sigterm_while_the_server_is_dead_still_exits_promptly(
     assert "may still be running" in line, output
     assert not checks.own_tracebacks(output), output
     leakscan.assert_clean(output)
+
+
+def test_sigterm_while_a_report_is_stuck_still_cancels_the_run(
+    step_env: dict[str, str], prefect: PrefectInspector, trickling: str
+) -> None:
+    """A Bitbucket API that trickles its answer holds the report call; a stop still cancels the run,
+    prints one line and exits 143 at once (nothing waits for the stuck call's thread)."""
+    env = {
+        **step_env,
+        "DEPLOYMENT": "sleepy/ci",
+        "PARAMETERS": '{"seconds": 60}',
+        "REPORT": "true",
+        "BITBUCKET_ACCESS_TOKEN": "t0ken-for-the-stuck-report",
+        "BITBUCKET_API_URL": f"{trickling}/2.0",
+        "BITBUCKET_PIPELINES_PROXY": trickling,
+    }
+    pipe = BackgroundPipe(env)
+    try:
+        assert pipe.wait_for(lambda out: "created for sleepy/ci" in out, timeout=120), pipe.output
+        time.sleep(1.0)  # the status post is now trickling
+        code, took = pipe.stop(timeout=30)
+    finally:
+        pipe.kill()
+    output = checks.plain(pipe.output)
+    assert code == 143, output
+    TALLY.note(f"SIGTERM during a stuck report call: exit {code} after {took:.1f}s")
+    assert took <= 8.0, f"took {took:.1f}s to stop\n{output}"  # the cancel, and at most 3 s for the last report
+    [line] = checks.fail_lines(output)
+    assert "was cancelled" in line, output
+    deadline = time.monotonic() + 30
+    runs, state = _run_state(prefect, step_env["TAGS_0"])
+    while state not in ("CANCELLING", "CANCELLED") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        runs, state = _run_state(prefect, step_env["TAGS_0"])
+    assert len(runs) == 1 and state in ("CANCELLING", "CANCELLED"), (state, output)

@@ -119,6 +119,8 @@ class Gateway:
     async def _api(self, request: Request, segments: list[str]) -> Response:
         method = request.method.upper()
         record = Record(method, "/api/" + "/".join(segments))
+        if method == rights.WS:  # the table's name for streams, not an HTTP method
+            return _answer(record, 405, {"detail": "refused: WEBSOCKET is not an HTTP method"})
         if (header := paths.override_header(request.headers.keys())) is not None:
             return _answer(record, 400, {"detail": f"refused: the {header} header is not accepted by the gateway"})
         identity, failure = await self._identify(request.headers.get("authorization"), record)

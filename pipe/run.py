@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from pipe import console, outputs, parameters, presentation
 from pipe.auth import authenticate
@@ -199,7 +199,11 @@ async def trigger_and_follow(config: Config, api: PrefectApi, plans: list[Plan])
         names = ", ".join(r.run.flow_run_name for r in results)
         raise Stopped(f"The step was stopped; flow run {names} {presentation.stop_note(results)}") from None
 
-    await finish_all(config, reporter, results)
+    try:
+        await finish_all(config, reporter, results)
+    except asyncio.CancelledError:  # stopped while reporting the end: the runs themselves are over
+        states = ", ".join(f"{r.run.flow_run_name} {presentation.state_label(r)}" for r in results)
+        raise Stopped(f"The step was stopped while reporting; the flow runs had ended ({states})") from None
     return verdict(config, results)
 
 
@@ -210,7 +214,12 @@ async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
     If one cannot be created, cancel those that were and fail."""
     created: list[RunInfo | BaseException] = []
     if is_cloud(api.api_url):
-        created = await asyncio.gather(*(create(api, plan) for plan in plans), return_exceptions=True)
+        tasks = [asyncio.ensure_future(create(api, plan)) for plan in plans]
+        try:
+            created = await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:  # the step is being stopped: cancel what was created
+            done = [t.result() for t in tasks if t.done() and not t.cancelled() and t.exception() is None]
+            await _stopped_while_creating(api, done)
     else:
         for plan in plans:
             try:
@@ -219,14 +228,7 @@ async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
                 created.append(exc)
                 break  # the rest are not created at all
             except asyncio.CancelledError:  # the step is being stopped: cancel what was created
-                runs = [c for c in created if isinstance(c, RunInfo)]
-                if not runs:
-                    raise
-                results = [await stop(api, run) for run in runs]
-                names = ", ".join(run.flow_run_name for run in runs)
-                raise Stopped(
-                    f"The step was stopped while creating flow runs; {names} {presentation.stop_note(results)}"
-                ) from None
+                await _stopped_while_creating(api, [c for c in created if isinstance(c, RunInfo)])
     runs = [c for c in created if isinstance(c, RunInfo)]
     errors = [c for c in created if isinstance(c, BaseException)]
     if errors:
@@ -235,6 +237,18 @@ async def create_all(api: PrefectApi, plans: list[Plan]) -> list[RunInfo]:
             await _cancel(api, run, result)
         raise errors[0]
     return runs
+
+
+async def _stopped_while_creating(api: PrefectApi, runs: list[RunInfo]) -> NoReturn:
+    """Cancel the runs created before the stop and say so; a request still in flight may have created
+    one more, which only Prefect can tell."""
+    results = [await stop(api, run) for run in runs]
+    created = f"{', '.join(run.flow_run_name for run in runs)} {presentation.stop_note(results)}" if runs else ""
+    raise Stopped(
+        "The step was stopped while creating flow runs; "
+        + (f"{created}; " if created else "")
+        + "a run whose creation was under way may still have been created: look for this build's tags in Prefect"
+    ) from None
 
 
 async def for_each(api: PrefectApi, items: list[T], call: Callable[[T], Awaitable[R]]) -> list[R]:

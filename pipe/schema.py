@@ -15,7 +15,8 @@ import yaml
 from pipe.bitbucket.variables import VARIABLES as REPORT_VARIABLES
 from pipe.errors import ConfigError
 from pipe.identity.variables import VARIABLES as IDENTITY_VARIABLES
-from pipe.values import ACTIONS, CONTROL, MAX_TIMEOUT, not_utf8
+from pipe.urls import CONTROL
+from pipe.values import ACTIONS, MAX_TIMEOUT, not_utf8
 
 
 def _string(hint: str, **rules: Any) -> dict[str, Any]:

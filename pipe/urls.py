@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pipe.errors import ConfigError
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 CLOUD_API_PREFIX = "https://api.prefect.cloud/api"
 
 
@@ -36,7 +36,7 @@ def plain_http_to_remote(url: str) -> bool:
 def parse_http_url(name: str, value: str) -> str:
     """An http(s) URL with a host and without credentials, spaces or control characters."""
     value = value.strip()
-    if _CONTROL.search(value) or " " in value:
+    if CONTROL.search(value) or " " in value:
         raise ConfigError(f"{name} contains spaces or control characters", "set it to a plain https:// URL")
     try:
         parts = urlsplit(value)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipe.errors import ConfigError
-from pipe.urls import parse_http_url
+from pipe.urls import CONTROL, parse_http_url
 
 ACTIONS = ("run", "deploy", "deploy-and-run")
 DEPLOY_ACTIONS = ("deploy", "deploy-and-run")
@@ -21,7 +20,6 @@ MAX_TIMEOUT = 7 * 24 * 3600
 MAX_TARGETS = 50
 # Prefect refuses these in names (flows, deployments, work queues).
 _BANNED_NAME_CHARS = set("/%&><")
-CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def not_utf8(text: str) -> bool:

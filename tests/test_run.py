@@ -18,7 +18,7 @@ import pytest
 from pipe import config as pipe_config
 from pipe import run
 from pipe.build import Build
-from pipe.errors import ParameterError, PrefectError, RunFailed, WaitTimeout
+from pipe.errors import ParameterError, PrefectError, RunFailed, Stopped, WaitTimeout
 from pipe.outcome import RunInfo, RunResult
 from tests.support.pipe import BITBUCKET_ENV
 
@@ -221,3 +221,28 @@ def test_a_crash_in_a_pull_step_points_at_the_workers_log() -> None:
         run.verdict(load(), [crashed])
     assert "crashed in its pull step 'git_clone'" in str(caught.value)
     assert "log of the worker of work pool 'k8s'" in str(caught.value)
+
+
+def test_a_stop_while_creating_on_cloud_cancels_what_was_created() -> None:
+    config = load(DEPLOYMENT="", DEPLOYMENTS_COUNT="2", DEPLOYMENTS_0="a/x", DEPLOYMENTS_1="b/y")
+    api = FakeApi("https://api.prefect.cloud/api/accounts/a/workspaces/w")
+    plans = plans_for(config, api)
+    slow = asyncio.Event()
+    original = api.create_flow_run
+
+    async def create(deployment_id: uuid.UUID, **fields: Any) -> tuple[FakeFlowRun, bool]:
+        if len(api.created) >= 1:
+            await slow.wait()  # the second creation hangs until the step is stopped
+        return await original(deployment_id, **fields)
+
+    api.create_flow_run = create  # type: ignore[method-assign]
+
+    async def main() -> None:
+        task = asyncio.ensure_future(run.create_all(api, plans))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        task.cancel()
+        await task
+
+    with pytest.raises(Stopped, match="stopped while creating flow runs; run-1 was cancelled"):
+        asyncio.run(main())
+    assert len(api.cancelled) == 1

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pipe import console
 from pipe.errors import DeployError
+from pipe.remote_text import one_line
 
 # Seconds the CLI gets to exit after SIGTERM (a build step may be running) before SIGKILL.
 KILL_GRACE_SECONDS = 5.0
@@ -69,12 +70,12 @@ class CliOutput:
             self._hide(line)
             return
         if line.strip():
-            console.plain(f"{PREFIX} {line}")
+            console.plain(f"{PREFIX} {one_line(line)}")  # a \r in build output starts no line of its own
 
     def _hide(self, line: str) -> None:
         if self.debug:
             if line.strip():
-                console.plain(f"{PREFIX} {line}")
+                console.plain(f"{PREFIX} {one_line(line)}")  # a \r in build output starts no line of its own
         else:
             self.hidden += 1
 

@@ -43,6 +43,11 @@ def select(project: Project, config: Config) -> list[DeploymentSpec]:
                     f"{len(found)}: {', '.join(spec.label for spec in found)}",
                     "name exactly one 'flow-name/deployment-name', or use ACTION=deploy",
                 )
+            if config.action == "deploy-and-run" and found[0] in chosen:
+                raise DeployError(
+                    f"{variable} {ref.text!r} selects {found[0].label}, which another entry already names",
+                    "name each deployment once in DEPLOYMENTS",
+                )
             chosen.extend(spec for spec in found if spec not in chosen)
     for spec in chosen:
         if spec.problem:

@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from pipe.credentials import Credential, check_fetched
+from pipe.deadlines import call_within
 from pipe.errors import IdentityError
 from pipe.identity import references, retry
 from pipe.identity.oidc_token import StepToken
@@ -211,7 +212,12 @@ class _Revoker:
             self._done = True
         atexit.unregister(self)
         try:
-            _client(self._vault, REVOKE_TIMEOUT, self._token).auth.token.revoke_self()
+            # At exit or on a stop too: a Vault that trickles its answer must not hold the process.
+            call_within(
+                REVOKE_TIMEOUT + 1.0,
+                lambda: _client(self._vault, REVOKE_TIMEOUT, self._token).auth.token.revoke_self(),
+                "Vault token revocation",
+            )
             log.debug("Vault token revoked")
         except Exception as exc:
             log.warning("Could not revoke the Vault token (%s); it expires with its TTL", _reason(exc))

@@ -43,9 +43,6 @@ class Timeline:
         self._due_until = datetime.min.replace(tzinfo=UTC)  # entries up to here are due (held long enough)
         self._seq = itertools.count()
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
     def add(self, when: datetime | None, show: Callable[[], None], ready: Callable[[], bool] = lambda: True) -> None:
         when = when or datetime.now(UTC)
         heapq.heappush(self._heap, _Entry(when, next(self._seq), show, ready))

@@ -170,3 +170,13 @@ def test_an_auth_string_carrying_the_token_is_accepted_and_the_servers_own_is_no
     assert carried.status_code == 502  # identified, allowed, forwarded (the server is down)
     admin = httpx.post(url, json={}, headers=basic(AUTH_STRING), timeout=10)
     assert admin.status_code == 401 and "not a JWT" in admin.json()["detail"]
+
+
+def test_the_tables_stream_name_is_not_an_http_method(
+    gateway_without_upstream: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    got, body = raw_request(
+        gateway_without_upstream, "WEBSOCKET", "/api/events/out", issuer.token(repositoryUuid=READER_REPO), {}
+    )
+    # uvicorn's parser already refuses the method (400); the gateway refuses it too (405) where one would not.
+    assert got in (400, 405), body

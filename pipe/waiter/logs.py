@@ -176,17 +176,33 @@ class Logs:
         try:
             async with asyncio.timeout(budget):
                 await self._linger(runs)
+                # A run read back once already is read again if its closing line never came: lingering
+                # ends after LINGER_MAX whether or not reads failed meanwhile, and lines must not go unseen.
                 pending = [
-                    run for run in runs if not (self.covers(run) and run.logs.finished_line_seen) and not run.backfilled
+                    run
+                    for run in runs
+                    if not (self.covers(run) and run.logs.finished_line_seen)
+                    and (not run.backfilled or not run.logs.finished_line_seen)
                 ]
                 if pending:
                     console.debug(f"Reading the last log lines of {len(pending)} flow run(s) by request")
                 await self.read_from([(run, backfill_after(run)) for run in pending])
+                self._say_missing_closing_lines(runs)
         except TimeoutError:
             for run in pending:
                 console.warning(
                     f"{run.logs.prefix} Not every log line of the run was shown ({run.logs.count} read before the"
                     f" {budget:.0f}s allowed for the last ones ran out); see them all in Prefect:"
+                    f" {self.api.flow_run_url(run.id)}".lstrip()
+                )
+
+    def _say_missing_closing_lines(self, runs: list[FollowedRun]) -> None:
+        """A completed or failed run always logs its closing line: without it, lines may be missing."""
+        for run in runs:
+            if self.enabled and run.read_type in ("COMPLETED", "FAILED") and not run.logs.finished_line_seen:
+                console.warning(
+                    f"{run.logs.prefix} The run's closing log line did not arrive in time: some of its last lines"
+                    f" may be missing here ({run.logs.count} shown); see them all in Prefect:"
                     f" {self.api.flow_run_url(run.id)}".lstrip()
                 )
 

@@ -117,3 +117,29 @@ def test_lines_and_states_are_printed_in_the_order_they_happened(monkeypatch: py
         "Finished in state Completed()",
         "Flow run is Completed",
     ]
+
+
+def test_a_completed_run_whose_closing_line_never_came_says_so(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    """Lingering ends after LINGER_MAX whatever the reads brought: a completed run without its closing
+    line is read once more, and if the line is still not there the pipe says lines may be missing."""
+    id_ = uuid.uuid4()
+    api = FakeApi(lambda read: [flow_run(id_, "COMPLETED", started=ago(2))], [line(id_, ago(1.5), "a line")])
+    asyncio.run(offline_waiter(monkeypatch, api, [id_]).wait())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("closing log line did not arrive" in w and "1 shown" in w for w in warnings), warnings
+
+
+def test_a_closing_line_that_comes_late_is_read_and_printed(monkeypatch: pytest.MonkeyPatch, caplog: Any) -> None:
+    id_ = uuid.uuid4()
+    api = FakeApi(lambda read: [flow_run(id_, "COMPLETED", started=ago(2))], [line(id_, ago(1.5), "a line")])
+    reads = api.read_logs
+
+    async def late(flow_run_ids: list[Any], after: Any, offset: int = 0) -> list[Any]:
+        if len(api.log_reads) == 3:  # the closing line reaches the server only now
+            api.lines.append(line(id_, ago(0.5), "Finished in state Completed()"))
+        return await reads(flow_run_ids, after, offset)
+
+    api.read_logs = late  # type: ignore[method-assign]
+    asyncio.run(offline_waiter(monkeypatch, api, [id_]).wait())
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert not any("closing log line" in w for w in warnings), warnings

@@ -81,11 +81,12 @@ def test_a_step_token_is_accepted_once_and_then_served_from_the_cache(issuer: Lo
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int(time.time()) - 600, "iat": int(time.time()) - 4000}, "it has expired"),
+        # Values fixed at collection time, which can be many minutes before the test runs: a day apart.
+        ({"exp": int(time.time()) - 86400, "iat": int(time.time()) - 90000}, "it has expired"),
         ({"aud": "ari:cloud:bitbucket::workspace/other"}, "its audience is not one of this gateway's"),
         ({"iss": "https://api.bitbucket.org/2.0/workspaces/evil/pipelines-config/identity/oidc"}, "its issuer is not"),
-        ({"nbf": int(time.time()) + 600}, "it is not valid yet"),
-        ({"iat": int(time.time()) + 600}, "it is not valid yet"),
+        ({"nbf": int(time.time()) + 86400}, "it is not valid yet"),
+        ({"iat": int(time.time()) + 86400}, "it is not valid yet"),
         ({"exp": None}, "it has no 'exp' claim"),
     ],
     ids=["expired", "wrong-audience", "wrong-issuer", "not-before", "issued-in-the-future", "no-expiry"],

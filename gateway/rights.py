@@ -104,7 +104,7 @@ TABLE: tuple[tuple[str, str, Need], ...] = (
     ("POST", "/deployments/paginate", R),
     ("PATCH", "/deployments/{id}", Need.DEPLOYMENT_DEPLOY),
     ("GET", "/deployments/{id}", Need.DEPLOYMENT_READ),
-    ("DELETE", "/deployments/{id}", D),
+    ("DELETE", "/deployments/{id}", Need.DEPLOYMENT_DEPLOY),  # ACTION=cleanup-previews
     ("POST", "/deployments/{id}/create_flow_run", Need.DEPLOYMENT_RUN),
     ("POST", "/deployments/{id}/create_flow_run/bulk", Need.DEPLOYMENT_RUN),
     ("POST", "/deployments/{id}/pause_deployment", Need.DEPLOYMENT_DEPLOY),

@@ -19,6 +19,8 @@ from pipe.bitbucket.settings import ReportSettings
 from pipe.build import Build, from_checkout
 from pipe.credentials import is_user_password
 from pipe.errors import ConfigError
+from pipe.preview import settings as preview_settings
+from pipe.preview.settings import PreviewSettings
 from pipe.schema import SCHEMA, validate, yaml_scalar
 from pipe.secret import Secret, looks_secret, register
 from pipe.urls import parse_http_url
@@ -88,6 +90,7 @@ class Config:
     report: ReportSettings = field(default_factory=lambda: ReportSettings(enabled=False))
     deploy: DeploySettings = field(default_factory=lambda: DeploySettings(Path.cwd(), DEFAULT_PREFECT_FILE, {}))
     outputs: OutputSettings = field(default_factory=OutputSettings)
+    preview: PreviewSettings = field(default_factory=PreviewSettings)
 
     @property
     def deploys(self) -> bool:
@@ -135,6 +138,14 @@ def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, An
         )
     if deployment:
         targets = [Target(deployment)]
+    for target in targets:
+        if action == "preview" and target.parameters:
+            raise ConfigError(
+                f"{target.source} has parameters of its own; the previews PREVIEW_RUN starts all take PARAMETERS",
+                "move them to PARAMETERS",
+            )
+    build = _build(env)
+    report = ReportSettings.load(variables)
     if action in ("run", "deploy-and-run") and not targets:
         raise ConfigError(
             "DEPLOYMENT is required",
@@ -161,9 +172,9 @@ def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, An
         stream_logs=variables["STREAM_LOGS"],
         dry_run=variables["DRY_RUN"],
         debug=variables["DEBUG"],
-        build=_build(env),
+        build=build,
         identity=identity.load(variables, env),
-        report=ReportSettings.load(variables),
+        report=report,
         deploy=DeploySettings(
             clone_dir=_clone_dir(env),
             prefect_file=str(variables.get("PREFECT_FILE") or DEFAULT_PREFECT_FILE),
@@ -173,6 +184,7 @@ def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, An
             shared_dir=env.get("BITBUCKET_PIPE_SHARED_STORAGE_DIR") or None,
             variables_path=env.get("BITBUCKET_PIPELINES_VARIABLES_PATH") or None,
         ),
+        preview=preview_settings.load(variables, env, action, build, report.auth),
     )
 
 

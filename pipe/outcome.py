@@ -20,6 +20,7 @@ class RunInfo:
     flow_run_url: str
     deployment_version: str | None = None
     created: datetime | None = None
+    deployment_url: str | None = None
 
 
 @dataclass

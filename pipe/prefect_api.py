@@ -24,8 +24,9 @@ from pipe.config import DeploymentRef
 from pipe.credentials import Credential
 from pipe.errors import DeploymentNotFound, PrefectError
 from pipe.prefect_compat import (
+    LABELS_SINCE,
     ServerVersion,
-    accepts_flow_run_labels,
+    accepts_labels,
     check_supported,
     filter_body,
     parse_version,
@@ -50,11 +51,17 @@ CALL_BUDGET_SECONDS = 60.0
 # contact tries again after this pause, for the rest of the first call's budget.
 FIRST_CONTACT_PAUSE_SECONDS = 1.0
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
-LOGS_PAGE = TASK_RUNS_PAGE = 200  # the server's maximum
+LOGS_PAGE = TASK_RUNS_PAGE = PAGE = 200  # the server's maximum
+MAX_LISTED = 5000  # deployments read by one listing (25 pages)
 
 
 def flow_run_ui_url(api_url: str, ui_url: str | None, flow_run_id: str) -> str:
     """The flow run's page: Cloud's app URL, PREFECT_UI_URL, or the API URL without ``/api``."""
+    return f"{ui_base_url(api_url, ui_url)}/runs/flow-run/{flow_run_id}"
+
+
+def ui_base_url(api_url: str, ui_url: str | None) -> str:
+    """Where the UI's pages are: Cloud's app URL, PREFECT_UI_URL, or the API URL without ``/api``."""
     if ui_url:
         base = ui_url.rstrip("/")
     elif is_cloud(api_url):
@@ -63,7 +70,7 @@ def flow_run_ui_url(api_url: str, ui_url: str | None, flow_run_id: str) -> str:
     else:
         base = api_url.rstrip("/")
         base = base[: -len("/api")] if base.endswith("/api") else base
-    return f"{base}/runs/flow-run/{flow_run_id}"
+    return base
 
 
 class PrefectApi:
@@ -191,7 +198,7 @@ class PrefectApi:
         from prefect.states import Scheduled, to_state_create
 
         await self.contact("creating the flow run")  # the server's version decides the fields
-        if not accepts_flow_run_labels(self.server_version):
+        if not accepts_labels(self.server_version):
             fields.pop("labels", None)  # the tags carry the same values
         create = DeploymentFlowRunCreate(state=to_state_create(Scheduled()), **fields)
         response = await self.call(
@@ -248,14 +255,16 @@ class PrefectApi:
         )
         return Log.model_validate_list(response.json())
 
-    async def cancel(self, flow_run_id: Any) -> str:
-        """Ask the run to stop; returns the state type the server settled on."""
+    async def cancel(self, flow_run_id: Any, *, at_once: bool = False) -> str:
+        """Ask the run to stop (``at_once``: a run no worker holds yet becomes Cancelled directly);
+        returns the state type the server settled on."""
         from prefect.client.schemas.objects import State, StateType
 
+        state_type = StateType.CANCELLED if at_once else StateType.CANCELLING
         result = await self.call(
             "cancelling the flow run",
             self.client.set_flow_run_state(
-                flow_run_id, State(type=StateType.CANCELLING, message="Cancelled by prefect-trigger"), force=False
+                flow_run_id, State(type=state_type, message="Cancelled by prefect-trigger"), force=False
             ),
         )
         state = getattr(result, "state", None)
@@ -420,6 +429,105 @@ class PrefectApi:
         """Whether the server has a variable of that name (``{{ prefect.variables.<name> }}``)."""
         found = await self.call(f"reading variable {name!r}", self.client.read_variable_by_name(_path_segment(name)))
         return found is not None
+
+    # -- preview deployments (ACTION=preview, ACTION=cleanup-previews) ------------------------------
+
+    async def find_deployment(self, name: str) -> DeploymentResponse | None:
+        """The deployment ``flow/deployment``, or None when there is none."""
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            return await self.read_deployment(DeploymentRef(name))
+        except DeploymentNotFound:
+            return None
+        except ObjectNotFound:  # pragma: no cover - read_deployment translates it
+            return None
+
+    async def label_deployment(self, deployment: DeploymentResponse, labels: dict[str, str]) -> DeploymentResponse:
+        """Add ``labels`` to a deployment. Only creation takes labels (an update has no such field), so
+        this is the create call's upsert with the deployment's own name and flow: the server changes
+        just the fields sent, and resets ``parameters`` unless they are sent too."""
+        from prefect.client.schemas.responses import DeploymentResponse
+
+        await self.contact("labelling the deployment")
+        if not accepts_labels(self.server_version):
+            raise PrefectError(
+                f"the Prefect server at {self.host} ({self.server_version}) keeps no labels on deployments, which "
+                "previews need to be found again",
+                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
+            )
+        body = {
+            "name": deployment.name,
+            "flow_id": str(deployment.flow_id),
+            "labels": {**(deployment.labels or {}), **labels},
+            "parameters": deployment.parameters,
+        }
+        response = await self.call(
+            f"labelling deployment {deployment.name!r}", self.client.request("POST", "/deployments/", json=body)
+        )
+        return DeploymentResponse.model_validate(response.json())
+
+    async def deployments_tagged(self, tag: str) -> list[DeploymentResponse]:
+        """Every deployment with ``tag``, page by page."""
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+        from prefect.client.schemas.responses import DeploymentResponse
+
+        found: list[DeploymentResponse] = []
+        while True:
+            body = filter_body(
+                deployments=DeploymentFilter(tags=DeploymentFilterTags(all_=[tag])), limit=PAGE, offset=len(found)
+            )
+            response = await self.call(
+                f"reading the deployments tagged {tag!r}", self.client.request("POST", "/deployments/filter", json=body)
+            )
+            page = DeploymentResponse.model_validate_list(response.json())
+            found.extend(page)
+            if len(page) < PAGE or len(found) >= MAX_LISTED:
+                return found
+
+    async def flow_names(self, flow_ids: list[Any]) -> dict[Any, str]:
+        """The names of these flows (at most PAGE), in one request."""
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+        from prefect.client.schemas.objects import Flow
+
+        ids = list(dict.fromkeys(flow_ids))[:PAGE]
+        if not ids:
+            return {}
+        body = filter_body(flows=FlowFilter(id=FlowFilterId(any_=ids)), limit=len(ids))
+        response = await self.call("reading the flows' names", self.client.request("POST", "/flows/filter", json=body))
+        return {flow.id: flow.name for flow in Flow.model_validate_list(response.json())}
+
+    async def unfinished_flow_runs(self, deployment_id: Any) -> list[FlowRun]:
+        """The deployment's runs that have not ended (scheduled, pending, running, paused, cancelling)."""
+        from prefect.client.schemas.filters import (
+            DeploymentFilter,
+            DeploymentFilterId,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import FlowRun, StateType
+
+        going = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
+        body = filter_body(
+            deployments=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+            flow_runs=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going))),
+            limit=PAGE,
+        )
+        response = await self.call(
+            "reading the deployment's unfinished flow runs", self.client.request("POST", "/flow_runs/filter", json=body)
+        )
+        return FlowRun.model_validate_list(response.json())
+
+    async def delete_deployment(self, deployment_id: Any) -> None:
+        """Delete a deployment (one already gone is fine)."""
+        from prefect.exceptions import ObjectNotFound
+
+        with contextlib.suppress(ObjectNotFound):
+            await self.call("deleting the deployment", self.client.delete_deployment(deployment_id))
+
+    def deployment_url(self, deployment_id: Any) -> str:
+        return f"{ui_base_url(self.api_url, self.ui_url)}/deployments/deployment/{deployment_id}"
 
 
 def _path_name(ref: DeploymentRef) -> str:

@@ -20,7 +20,9 @@ from pipe.errors import PrefectError
 # every case there, 3.9.1 the rest of the suite, and 3.2.15 and 3.6.29 passed the same cases by hand.
 # Prefect 2 has another API.
 LOWEST_SUPPORTED = "3.0.11"
-FLOW_RUN_LABELS_SINCE = "3.1.11"  # DeploymentFlowRunCreate.labels first appears in prefect 3.1.11
+# DeploymentFlowRunCreate.labels and DeploymentCreate.labels first appear in prefect 3.1.11 (3.0.11 has
+# neither, 3.2.15 both).
+LABELS_SINCE = "3.1.11"
 
 
 @dataclass(frozen=True, order=True)
@@ -62,9 +64,9 @@ def check_supported(version: ServerVersion, where: str) -> None:
     )
 
 
-def accepts_flow_run_labels(version: ServerVersion | None) -> bool:
-    """Whether run creation takes ``labels`` (an unknown version is taken to be recent)."""
-    return version is None or version.at_least(FLOW_RUN_LABELS_SINCE)
+def accepts_labels(version: ServerVersion | None) -> bool:
+    """Whether run and deployment creation take ``labels`` (an unknown version is taken to be recent)."""
+    return version is None or version.at_least(LABELS_SINCE)
 
 
 def filter_body(**parts: Any) -> dict[str, Any]:

@@ -76,20 +76,31 @@ def summary(result: RunResult) -> None:
 
 def table(results: list[RunResult]) -> None:
     """One screen for many runs: a row each, then the errors."""
-    rows = [("Deployment", "State", "Duration", "Link")]
-    rows += [
-        (one_line(r.run.deployment_name), one_line(state_label(r)), duration(r.duration_seconds), r.run.flow_run_url)
+    rows = [
+        [one_line(r.run.deployment_name), one_line(state_label(r)), duration(r.duration_seconds), r.run.flow_run_url]
         for r in results
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    rule = RULE * (sum(widths) + 6 + max(len(row[3]) for row in rows))
-    console.plain(rule)
-    for row in rows:
-        console.plain(f" {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    notes = []
     for r in results:
         if not r.succeeded and (r.state_message or r.failing_task):
             task = f" (task {r.failing_task})" if r.failing_task else ""
-            console.plain(one_line(f" {r.run.deployment_name}{task}: {r.state_message or r.state_name}"))
+            notes.append(one_line(f" {r.run.deployment_name}{task}: {r.state_message or r.state_name}"))
+    grid(["Deployment", "State", "Duration", "Link"], rows, notes)
+
+
+def grid(header: list[str], rows: list[list[str]], notes: list[str] | None = None) -> None:
+    """Columns padded to their widest cell (the last one left as it is), between two rules; ``notes``
+    follow the rows. Cells are already one line each."""
+    table = [header, *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    rule = RULE * (sum(widths) + 2 * len(widths) + 2 + max(len(row[-1]) for row in table))
+    console.plain(rule)
+    for row in table:
+        console.plain(
+            " " + "  ".join([*(f"{cell:<{width}}" for cell, width in zip(row[:-1], widths, strict=True)), row[-1]])
+        )
+    for note in notes or []:
+        console.plain(note)
     console.plain(rule)
 
 

@@ -87,13 +87,22 @@ async def run(config: Config) -> int:
     credential = authenticate(config)
     try:
         targets = config.targets
+        if config.action == "cleanup-previews":
+            from pipe.preview.cleanup import cleanup
+
+            return await cleanup(config, credential)
         if config.deploys:
             names = await deploy_in_thread(config, credential)
             if config.action == "deploy" or config.dry_run:
                 verb = "would be deployed (DRY_RUN)" if config.dry_run else "deployed"
                 console.success(f"{', '.join(names)} {verb}")
                 return 0
-            targets = what_was_deployed(targets, names)
+            if config.action == "preview":
+                if not await publish_previews(config, credential, names):
+                    return 0
+                targets = [Target(DeploymentRef(name), source="PREVIEW_RUN") for name in names]
+            else:
+                targets = what_was_deployed(targets, names)
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
             plans = await resolve(config, api, targets)
             if config.dry_run:
@@ -137,6 +146,20 @@ async def deploy_in_thread(config: Config, credential: Credential) -> list[str]:
     except asyncio.CancelledError:
         stop.set()
         raise
+
+
+async def publish_previews(config: Config, credential: Credential, names: list[str]) -> bool:
+    """Label the previews just deployed and report them; whether they are to be run now (PREVIEW_RUN)."""
+    from pipe.preview.publish import label_previews
+
+    async with PrefectApi(config.api_url, credential, config.ui_url) as api:
+        previews = await label_previews(api, config, names)
+    if config.preview.run:
+        return True
+    reporter = _reporter(config)
+    await asyncio.gather(*(in_background(reporter.preview_deployed, preview) for preview in previews))
+    console.success(f"{', '.join(names)} deployed as previews of pull request #{config.build.pull_request_id}")
+    return False
 
 
 def what_was_deployed(targets: list[Target], names: list[str]) -> list[Target]:
@@ -269,6 +292,7 @@ async def create(api: PrefectApi, plan: Plan) -> RunInfo:
         flow_run_url=api.flow_run_url(flow_run.id),
         deployment_version=getattr(plan.deployment, "version", None),
         created=flow_run.created,
+        deployment_url=api.deployment_url(plan.deployment.id),
     )
     if new:
         console.info(f"Flow run {run.flow_run_name} created for {run.deployment_name}: {run.flow_run_url}")

@@ -15,6 +15,7 @@ import yaml
 from pipe.bitbucket.variables import VARIABLES as REPORT_VARIABLES
 from pipe.errors import ConfigError
 from pipe.identity.variables import VARIABLES as IDENTITY_VARIABLES
+from pipe.preview.settings import MAX_TTL_DAYS
 from pipe.urls import CONTROL
 from pipe.values import ACTIONS, MAX_TIMEOUT, not_utf8
 
@@ -83,6 +84,17 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "meta": {"hint": f"use a whole number of seconds between 1 and {MAX_TIMEOUT}, e.g. '600'"},
     },
     "CANCEL_ON_TIMEOUT": _boolean(True, "use true or false"),
+    "PREVIEW_NAME": _string("use a template with {pr}, e.g. '{deployment}-pr-{pr}' ({deployment}, {pr}, {branch})"),
+    "PREVIEW_RUN": _boolean(False, "use true or false"),
+    "PREVIEW_TTL_DAYS": {
+        "type": "integer",
+        "required": False,
+        "nullable": True,
+        "min": 1,
+        "max": MAX_TTL_DAYS,
+        "meta": {"hint": f"use a whole number of days between 1 and {MAX_TTL_DAYS}, e.g. '14'"},
+    },
+    "WORK_POOL_NAME": _string("use the name of a work pool, e.g. 'staging' (ACTION=preview only)"),
     "DRY_RUN": _boolean(False, "use true or false"),
     "STREAM_LOGS": _boolean(True, "use true or false"),
     "DEBUG": _boolean(False, "use true or false"),

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from pipe.errors import ConfigError
 from pipe.urls import CONTROL, parse_http_url
 
-ACTIONS = ("run", "deploy", "deploy-and-run")
-DEPLOY_ACTIONS = ("deploy", "deploy-and-run")
+ACTIONS = ("run", "deploy", "deploy-and-run", "preview", "cleanup-previews")
+DEPLOY_ACTIONS = ("deploy", "deploy-and-run", "preview")  # they run prefect deploy on the prefect.yaml
 MAX_JSON_BYTES = 512 * 1024
 MAX_TIMEOUT = 7 * 24 * 3600
 MAX_TARGETS = 50

@@ -20,7 +20,7 @@ from pipe.prefect_api import PrefectApi, flow_run_ui_url
 from pipe.prefect_compat import (
     LOWEST_SUPPORTED,
     UnsupportedServer,
-    accepts_flow_run_labels,
+    accepts_labels,
     check_supported,
     filter_body,
     parse_version,
@@ -83,9 +83,9 @@ def test_supported_servers_pass(text: str) -> None:
 
 
 def test_flow_run_labels_from_3_1_11() -> None:
-    assert not accepts_flow_run_labels(parse_version("3.1.10"))
-    assert accepts_flow_run_labels(parse_version("3.1.11")) and accepts_flow_run_labels(parse_version("3.9.1"))
-    assert accepts_flow_run_labels(None)  # Prefect Cloud, or a server that hides its version
+    assert not accepts_labels(parse_version("3.1.10"))
+    assert accepts_labels(parse_version("3.1.11")) and accepts_labels(parse_version("3.9.1"))
+    assert accepts_labels(None)  # Prefect Cloud, or a server that hides its version
 
 
 # -- request bodies ------------------------------------------------------------------------------

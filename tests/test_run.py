@@ -74,6 +74,9 @@ class FakeApi:
     def flow_run_url(self, flow_run_id: Any) -> str:
         return f"http://127.0.0.1:4200/runs/flow-run/{flow_run_id}"
 
+    def deployment_url(self, deployment_id: Any) -> str:
+        return f"http://127.0.0.1:4200/deployments/deployment/{deployment_id}"
+
     async def cancel(self, flow_run_id: Any) -> str:
         self.cancelled.append(str(flow_run_id))
         return "CANCELLING"

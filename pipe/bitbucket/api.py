@@ -1,4 +1,5 @@
-"""One small client for the two Bitbucket endpoints the reporter writes to.
+"""One small client for the Bitbucket endpoints the pipe uses: the two the reporter writes to, and the
+pull requests ``ACTION=cleanup-previews`` reads (:mod:`pipe.bitbucket.pull_requests`).
 
 Two ways in: straight to ``BITBUCKET_API_URL`` with a credential, or (no credential, inside Pipelines)
 plain ``http://api.bitbucket.org/2.0`` through the Pipelines auth proxy, which adds the build's own
@@ -90,13 +91,23 @@ class BitbucketApi:
     def host(self) -> str:
         return urlsplit(self.base_url).netloc
 
+    def get(self, path: str) -> Any:
+        """The parsed JSON body of a 2xx answer; anything else is a :class:`BitbucketApiError`."""
+        response = self._send("GET", path, None)
+        try:
+            return response.json()
+        except ValueError:  # requests' JSONDecodeError is a ValueError, whichever JSON library it uses
+            where = self._where()
+            raise BitbucketApiError(f"{where} answered with something that is not JSON", response.status_code) from None
+
     def post(self, path: str, body: dict[str, Any]) -> None:
         self._send("POST", path, body)
 
     def put(self, path: str, body: dict[str, Any]) -> None:
         self._send("PUT", path, body)
 
-    def _send(self, method: str, path: str, body: dict[str, Any]) -> None:
+    def _send(self, method: str, path: str, body: dict[str, Any] | None) -> requests.Response:
+        """The first 2xx answer, within the retry policy; a body of None sends none (a GET)."""
         policy = self.retry
         deadline = time.monotonic() + policy.deadline
         proxies = {"http": self.proxy, "https": self.proxy} if self.proxy else None
@@ -126,7 +137,7 @@ class BitbucketApi:
             else:
                 if response.status_code < 300:
                     self._struggling = False
-                    return
+                    return response
                 status = response.status_code
                 problem = f"{self._where()} answered HTTP {status}{_error_text(response)}"
                 transient = response.status_code in TRANSIENT_STATUS

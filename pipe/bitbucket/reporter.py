@@ -15,6 +15,7 @@ one warning line per run. Where a report goes:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from pipe import console
 from pipe.bitbucket import insights, statuses
@@ -24,6 +25,9 @@ from pipe.bitbucket.verdict import NOT_AWAITED, STARTED, Verdict, judge
 from pipe.build import Build
 from pipe.outcome import RunInfo, RunResult
 from pipe.urls import plain_http_to_remote
+
+if TYPE_CHECKING:
+    from pipe.preview.publish import Preview
 
 _CREDENTIAL_HINT = "set BITBUCKET_ACCESS_TOKEN (or ATLASSIAN_ACCOUNT_EMAIL + ATLASSIAN_API_TOKEN) as secured variables"
 
@@ -104,27 +108,50 @@ class Reporter:
         except Exception as exc:
             self._warn(f"Could not report the run to Bitbucket ({type(exc).__name__})")
 
+    def preview_deployed(self, preview: Preview) -> None:
+        """A SUCCESSFUL status and a PASSED report linking to a preview deployment (ACTION=preview)."""
+        build = self._build
+        if build is None:
+            return
+        try:
+            self._send(
+                preview.name,
+                lambda: statuses.preview_payload(build, preview),
+                lambda: insights.preview_payload(build, preview),
+            )
+        except Exception as exc:  # a reporting bug must not fail a build that should pass
+            self._warn(f"Could not report the preview to Bitbucket ({type(exc).__name__})")
+
     # -- the story of one report -------------------------------------------------------------
 
     def _report(self, run: RunInfo, verdict: Verdict, result: RunResult | None) -> None:
         build = self._build
         if build is None:
             return
+        self._send(
+            run.deployment_name,
+            lambda: statuses.payload(build, run, verdict, _detail(verdict, result)),
+            lambda: insights.payload(run, verdict, result),
+        )
+
+    def _send(
+        self, deployment_name: str, status_body: Callable[[], dict[str, Any]], report_body: Callable[[], dict[str, Any]]
+    ) -> None:
+        """The status and the report of one deployment (each keyed by its name: a later one updates them)."""
+        build = self._build
+        assert build is not None
         self._say_notes()
         status_api, insights_api = self._statuses_api, self._insights_api
         if status_api:
-
-            def send_status() -> None:
-                body = statuses.payload(build, run, verdict, _detail(verdict, result))
-                status_api.post(statuses.path(build), body)
-
-            self._attempt("the Bitbucket build status", send_status, status_api)
+            self._attempt(
+                "the Bitbucket build status", lambda: status_api.post(statuses.path(build), status_body()), status_api
+            )
         if insights_api:
-
-            def send_report() -> None:
-                insights_api.put(insights.path(build, run), insights.payload(run, verdict, result))
-
-            self._attempt("the Bitbucket Code Insights report", send_report, insights_api)
+            self._attempt(
+                "the Bitbucket Code Insights report",
+                lambda: insights_api.put(insights.path(build, deployment_name), report_body()),
+                insights_api,
+            )
 
     def _attempt(self, what: str, send: Callable[[], None], api: BitbucketApi) -> None:
         try:

@@ -6,13 +6,16 @@ on pull-request builds so the status shows on the pull request.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipe.bitbucket import fields
 from pipe.bitbucket.verdict import Verdict
 from pipe.build import Build
 from pipe.outcome import RunInfo
 from pipe.secret import mask
+
+if TYPE_CHECKING:
+    from pipe.preview.publish import Preview
 
 KEY_PREFIX = "prefect"
 
@@ -34,11 +37,34 @@ def payload(build: Build, run: RunInfo, verdict: Verdict, detail: str | None = N
         "state": verdict.status_state,
         "name": fields.clip(f"Prefect {run.deployment_name}", fields.STATUS_NAME),
         "description": fields.clip(mask(description), fields.STATUS_DESCRIPTION),
-        # Bitbucket needs a URL; a cut one would be broken, so the pipeline's page stands in.
-        "url": fields.http_url(run.flow_run_url, fields.STATUS_URL)
-        or fields.http_url(build.results_url, fields.STATUS_URL)
-        or f"https://bitbucket.org/{build.workspace}/{build.repo_slug}",
+        "url": _url(build, run.flow_run_url),
     }
     if build.refname:
         body["refname"] = build.refname
     return body
+
+
+def preview_payload(build: Build, preview: Preview) -> dict[str, Any]:
+    """A preview deployment (ACTION=preview without PREVIEW_RUN): SUCCESSFUL, linking to the deployment."""
+    version = f" (version {preview.version})" if preview.version else ""
+    body: dict[str, Any] = {
+        "key": status_key(preview.name),
+        "state": "SUCCESSFUL",
+        "name": fields.clip(f"Prefect {preview.name}", fields.STATUS_NAME),
+        "description": fields.clip(
+            mask(f"Preview deployment {preview.name}{version} deployed"), fields.STATUS_DESCRIPTION
+        ),
+        "url": _url(build, preview.url),
+    }
+    if build.refname:
+        body["refname"] = build.refname
+    return body
+
+
+def _url(build: Build, url: str) -> str:
+    """Bitbucket needs a URL; a cut one would be broken, so the pipeline's page stands in."""
+    return (
+        fields.http_url(url, fields.STATUS_URL)
+        or fields.http_url(build.results_url, fields.STATUS_URL)
+        or f"https://bitbucket.org/{build.workspace}/{build.repo_slug}"
+    )

@@ -84,6 +84,13 @@ def deploy(config: Config, credential: Credential, *, cancel: threading.Event | 
     refuse_credentials(project, step_env, credential)
     selected = select(project, config)
     document = derived_document(project, selected, config.build)
+    if config.action == "preview":  # the same deployments, as this pull request's previews
+        from pipe.preview import document as preview
+        from pipe.preview import guard
+
+        selected = preview.renamed(selected, config)
+        document = preview.preview_document(document, selected, config)
+        guard.check_names(config, credential, selected)
     check_environment_references(project, document, env)
     check_deployment_fields(project, selected, document, env)
     warn_about_pull_steps(project, selected, document, env, config.build)

@@ -1,17 +1,24 @@
-"""A stand-in for the two Bitbucket Cloud endpoints the pipe writes to — not Bitbucket itself.
+"""A stand-in for the Bitbucket Cloud endpoints the pipe uses — not Bitbucket itself.
 
 It serves, on a free loopback port, the documented endpoints
 
 - ``POST /2.0/repositories/{workspace}/{repo_slug}/commit/{commit}/statuses/build`` (commit build status)
 - ``PUT  /2.0/repositories/{workspace}/{repo_slug}/commit/{commit}/reports/{reportId}`` (Code Insights)
+- ``GET  /2.0/repositories/{workspace}/{repo_slug}/pullrequests/{id}`` (a pull request, for
+  ``ACTION=cleanup-previews``)
 
 and is also the Pipelines auth proxy: a request that arrives with an absolute
 ``http://api.bitbucket.org/2.0/...`` URL in its request line came through the proxy. Every request is
 recorded and checked against the documented fields — required fields present, enums valid, lengths
 within Bitbucket's limits, at most 10 data fields with valid types, the Authorization header present
-(direct) or absent (proxy) — and anything wrong is recorded in ``problems`` and answered with the 400
-Bitbucket would give. The limits are written out here on purpose, not imported from the pipe, so a
-wrong limit in the pipe cannot agree with itself.
+(direct) or absent (proxy), no body on a pull request read and a pull request id of digits — and
+anything wrong is recorded in ``problems`` and answered with the 400 Bitbucket would give. The limits
+are written out here on purpose, not imported from the pipe, so a wrong limit in the pipe cannot agree
+with itself.
+
+The pull requests are what a test puts in ``pull_requests`` ((workspace, repo_slug, id) → state); any
+other id is answered 404 as Bitbucket answers it. ``forbidden = True`` answers every pull request read
+403, as Bitbucket answers a credential without the pull-request read scope.
 
 Failures can be scripted: ``fail_next(503, 502)`` answers the next requests with those codes,
 ``always_fail = 503`` answers every request so, ``delay = 2.0`` answers late (for timeouts).
@@ -27,7 +34,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from tests.support.standin import Answer, Received, StandIn
 
@@ -62,6 +69,16 @@ REPORT_ID = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 _COMMIT = r"/2\.0/repositories/(?P<workspace>[^/]+)/(?P<repo>[^/]+)/commit/(?P<commit>[0-9a-f]{40})"
 _STATUS_PATH = re.compile(_COMMIT + r"/statuses/build/?$")
 _REPORT_PATH = re.compile(_COMMIT + r"/reports/(?P<report_id>[^/]+)$")
+# Any last segment matches, so an id that is not digits is recorded as a problem, not as a 404.
+_PULL_REQUEST_PATH = re.compile(r"/2\.0/repositories/(?P<workspace>[^/]+)/(?P<repo>[^/]+)/pullrequests/(?P<id>[^/]+)$")
+# Bitbucket's answer to a credential that lacks the scope (here: a token with repository read only).
+MISSING_SCOPE = {
+    "type": "error",
+    "error": {
+        "message": "Your credentials lack one or more required privilege scopes.",
+        "detail": {"required": ["pullrequest"], "granted": ["repository"]},
+    },
+}
 
 
 @dataclass
@@ -72,7 +89,7 @@ class Recorded:
     via_proxy: bool
     headers: dict[str, str]  # names as the client wrote them
     body: Any
-    kind: str  # "status", "report" or "unknown"
+    kind: str  # "status", "report", "pull_request" or "unknown"
     answered: int = 0
     problems: list[str] = field(default_factory=list)
     match: dict[str, str] = field(default_factory=dict)
@@ -87,6 +104,9 @@ class BitbucketStandIn(StandIn):
         self.requests: list[Recorded] = []
         self.always_fail: int | None = None
         self.delay = 0.0
+        # The pull requests Bitbucket knows: (workspace, repo_slug, id) → state (OPEN, MERGED, ...).
+        self.pull_requests: dict[tuple[str, str, int], str] = {}
+        self.forbidden = False  # the credential lacks the pull-request read scope: reads answer 403
         self._script: deque[int] = deque()
         self._lock = threading.Lock()
         super().__init__()
@@ -133,6 +153,11 @@ class BitbucketStandIn(StandIn):
     def reports(self) -> list[dict[str, Any]]:
         return [r.body for r in self.accepted("report")]
 
+    def pull_request_reads(self) -> list[Recorded]:
+        """Every pull request read, whatever it was answered, in order."""
+        with self._lock:
+            return [r for r in self.requests if r.kind == "pull_request"]
+
     # -- answering ---------------------------------------------------------------------------
 
     def answer(self, request: Received) -> Answer:
@@ -149,12 +174,16 @@ class BitbucketStandIn(StandIn):
             entry.problems.append("the body is not JSON")
         self._check_transport(entry, request, parts)
         status_match, report_match = _STATUS_PATH.match(parts.path), _REPORT_PATH.match(parts.path)
+        pull_request_match = _PULL_REQUEST_PATH.match(parts.path)
         if status_match and request.method == "POST":
             entry.kind, entry.match = "status", status_match.groupdict()
             entry.problems += check_status(entry.body)
         elif report_match and request.method == "PUT":
             entry.kind, entry.match = "report", report_match.groupdict()
             entry.problems += check_report(entry.body, report_match["report_id"])
+        elif pull_request_match and request.method == "GET":
+            entry.kind, entry.match = "pull_request", pull_request_match.groupdict()
+            entry.problems += check_pull_request_read(request.body, pull_request_match["id"])
         else:
             entry.problems.append(f"no such endpoint: {request.method} {parts.path}")
 
@@ -170,6 +199,8 @@ class BitbucketStandIn(StandIn):
         if entry.problems:
             message = "; ".join(entry.problems)
             return self._answer(entry, 400, {"type": "error", "error": {"message": message}})
+        if entry.kind == "pull_request":
+            return self._pull_request(entry)
         code = 201 if entry.kind == "status" else 200
         return self._answer(entry, code, {"type": entry.kind, **(entry.body or {})})
 
@@ -192,6 +223,17 @@ class BitbucketStandIn(StandIn):
         elif self.expect_authorization is not None and authorization != self.expect_authorization:
             entry.problems.append("Authorization header does not carry the expected credential")
 
+    def _pull_request(self, entry: Recorded) -> Answer:
+        if self.forbidden:
+            return self._answer(entry, 403, MISSING_SCOPE)
+        number = int(entry.match["id"])
+        key = (unquote(entry.match["workspace"]), unquote(entry.match["repo"]), number)
+        state = self.pull_requests.get(key)
+        if state is None:
+            return self._answer(entry, 404, {"type": "error", "error": {"message": "Resource not found"}})
+        payload = {"type": "pullrequest", "id": number, "state": state, "title": f"Change #{number}", "draft": False}
+        return self._answer(entry, 200, payload)
+
     def _answer(self, entry: Recorded, code: int, payload: dict[str, Any]) -> Answer:
         entry.answered = code
         self.record(entry)
@@ -199,6 +241,13 @@ class BitbucketStandIn(StandIn):
 
 
 # -- checks against the documented fields ------------------------------------------------------
+
+
+def check_pull_request_read(body: bytes, pull_request_id: str) -> list[str]:
+    problems = [] if body == b"" else ["a pull request read carries a body"]
+    if not (pull_request_id.isascii() and pull_request_id.isdigit()):
+        problems.append(f"pull request id {pull_request_id!r} is not digits")
+    return problems
 
 
 def check_status(body: Any) -> list[str]:

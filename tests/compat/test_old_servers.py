@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pipe.prefect_compat import FLOW_RUN_LABELS_SINCE, LOWEST_SUPPORTED, parse_version
+from pipe.prefect_compat import LABELS_SINCE, LOWEST_SUPPORTED, parse_version
 from tests.compat.servers import LOWEST, MIDDLE, TOO_OLD, api, count_flow_runs, old_server
-from tests.support.pipe import BITBUCKET_ENV, PipeResult, run_pipe, step_uuid
+from tests.deploy.repo import Repo
+from tests.support.pipe import BITBUCKET_ENV, ROOT, PipeResult, run_pipe, step_uuid
 from tests.support.prefect_server import PrefectServer
 
 pytestmark = pytest.mark.compat
@@ -102,7 +103,7 @@ def test_a_completed_run_passes_with_its_logs(
     assert "commit:0f3c1e2" in run["tags"]  # type: ignore[operator]
     version = parse_version(server_version(server))
     assert version is not None
-    if version.at_least(FLOW_RUN_LABELS_SINCE):
+    if version.at_least(LABELS_SINCE):
         assert run["labels"]["bitbucket.commit"] == BITBUCKET_ENV["BITBUCKET_COMMIT"]  # type: ignore[index]
 
 
@@ -144,3 +145,45 @@ def test_a_too_old_server_is_refused_in_one_line(dry_run: str, too_old_server: P
     assert f"Prefect {TOO_OLD}" in line and f"Prefect {LOWEST_SUPPORTED} or newer" in line, result
     assert "Traceback" not in result.output and "passed" not in result.output, result
     assert count_flow_runs(too_old_server) == 0
+
+
+# -- previews ----------------------------------------------------------------------------------------
+
+
+def test_previews_need_deployment_labels(server: PrefectServer, tmp_path: Path) -> None:
+    """A server with deployment labels gets a labelled preview (the label call keeps the deployment as
+    deployed); one without them is refused in one line before anything is deployed."""
+    repo = Repo(tmp_path / "repo")
+    sha = repo.standard("compat-preview")
+    env = step_env(
+        server,
+        tmp_path / "step",
+        ACTION="preview",
+        BITBUCKET_PR_ID="5",
+        BITBUCKET_BRANCH="feature/x",
+        BITBUCKET_CLONE_DIR=str(repo.path),
+        BITBUCKET_COMMIT=sha,
+        DEPLOYMENT=f"pinned-code/{repo.a}",
+    )
+    env.update(PYTHONPATH=str(ROOT), PYTHONSAFEPATH="1")  # the pipe, in the clone
+    result = run_pipe(env, cwd=repo.path)
+    name = f"{repo.a}-pr-5"
+    found = api(server, "POST", "/deployments/filter", {"deployments": {"name": {"any_": [name]}}})
+    version = parse_version(server_version(server))
+    assert version is not None
+    if not version.at_least(LABELS_SINCE):
+        assert result.code == 1, result
+        [line] = fail_lines(result)
+        assert "keeps no labels on deployments" in line and "nothing was deployed" in line, result
+        assert found == []
+        return
+    assert result.code == 0, result
+    [deployment] = found
+    assert deployment["labels"]["bitbucket.repository"] == BITBUCKET_ENV["BITBUCKET_REPO_FULL_NAME"]
+    assert deployment["labels"]["bitbucket.pull_request"] == "5"
+    assert deployment["version"] == sha[:8] and "preview" in deployment["tags"]
+    assert deployment["pull_steps"][0]["prefect.deployments.steps.git_clone"]["commit_sha"] == sha
+    env.pop("DEPLOYMENT")  # the clean-up looks at every preview of the repository
+    dry = run_pipe({**env, "ACTION": "cleanup-previews", "PREVIEW_TTL_DAYS": "1", "DRY_RUN": "true"}, cwd=repo.path)
+    assert dry.code == 0, dry
+    assert f"pinned-code/{name}" in dry.output and "keep" in dry.output, dry

@@ -1,0 +1,42 @@
+"""Before a preview is deployed: a deployment already under its name must be this pull request's
+preview (a new commit updates it in place); anything else — a production deployment, another
+repository's preview — is never overwritten. And the server must keep labels on deployments, or the
+clean-up could never find the preview again."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipe.config import Config
+from pipe.credentials import Credential
+from pipe.deploy.project import DeploymentSpec
+from pipe.errors import DeployError
+from pipe.prefect_api import PrefectApi
+from pipe.prefect_compat import LABELS_SINCE, accepts_labels
+from pipe.preview import marks
+
+
+def check_names(config: Config, credential: Credential, previews: list[DeploymentSpec]) -> None:
+    """Runs in the deploy's worker thread, which has no event loop of its own."""
+    asyncio.run(_check_names(config, credential, previews))
+
+
+async def _check_names(config: Config, credential: Credential, previews: list[DeploymentSpec]) -> None:
+    build = config.build
+    async with PrefectApi(config.api_url, credential, config.ui_url) as api:
+        await api.contact("checking the preview deployments")
+        if not accepts_labels(api.server_version):
+            raise DeployError(
+                f"the Prefect server at {api.host} ({api.server_version}) keeps no labels on deployments, which "
+                "previews need to be found again; nothing was deployed",
+                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
+            )
+        for spec in previews:
+            existing = await api.find_deployment(spec.label)
+            if existing is not None and not marks.is_own_preview(existing, build, config.preview.name_template):
+                raise DeployError(
+                    f"deployment {spec.label} already exists and is not a preview of pull request "
+                    f"#{build.pull_request_id} of {build.repository}; nothing was deployed",
+                    "set PREVIEW_NAME to a template that names no existing deployment, e.g. "
+                    "'{deployment}-preview-pr-{pr}'",
+                )

@@ -1,0 +1,310 @@
+"""ACTION=preview and ACTION=cleanup-previews end to end, as Bitbucket steps run the pipe: in the clone,
+against the real Prefect server and process worker of the tests, with the Bitbucket stand-in answering
+the pull requests' states.
+
+Each test uses a repository name of its own, so clean-ups never see another test's previews."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests.bitbucket.standin import BitbucketStandIn
+from tests.deploy.repo import Repo, deploy_env, fail_line, read_deployment
+from tests.support.leaks import assert_no_secrets
+from tests.support.pipe import ROOT, PipeResult, run_pipe, step_uuid
+from tests.support.prefect_server import PrefectServer, sdk_client
+
+pytestmark = pytest.mark.prefect
+
+TOKEN = "bbat-preview-T0ken-0a1b2c3d4e5f"
+BRANCH = "feature/new-etl"
+
+
+@pytest.fixture()
+def bitbucket() -> Iterator[BitbucketStandIn]:
+    with BitbucketStandIn(expect_authorization=f"Bearer {TOKEN}") as server:
+        yield server
+
+
+def repository() -> str:
+    return f"acme/repo-{uuid.uuid4().hex[:8]}"
+
+
+def step(pipe_env: dict[str, str], repo: Repo, sha: str, full_name: str, **extra: str) -> PipeResult:
+    """The pipe in the clone of ``repo`` at ``sha``, as a step of ``full_name``'s pipeline."""
+    workspace, slug = full_name.split("/")
+    env = deploy_env(
+        pipe_env,
+        repo,
+        sha,
+        BITBUCKET_REPO_FULL_NAME=full_name,
+        BITBUCKET_WORKSPACE=workspace,
+        BITBUCKET_REPO_SLUG=slug,
+        BITBUCKET_REPO_OWNER=workspace,
+        **extra,
+    )
+    return run_pipe({**env, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"}, cwd=repo.path)
+
+
+def preview(pipe_env: dict[str, str], repo: Repo, sha: str, full_name: str, pr: int, **extra: str) -> PipeResult:
+    pull_request = {
+        "ACTION": "preview",
+        "BITBUCKET_PR_ID": str(pr),
+        "BITBUCKET_BRANCH": BRANCH,
+        "BITBUCKET_PR_DESTINATION_BRANCH": "main",
+    }
+    return step(pipe_env, repo, sha, full_name, **{**pull_request, **extra})
+
+
+def cleanup(
+    pipe_env: dict[str, str], repo: Repo, full_name: str, bitbucket: BitbucketStandIn | None, **extra: str
+) -> PipeResult:
+    credential = {"BITBUCKET_ACCESS_TOKEN": TOKEN, "BITBUCKET_API_URL": bitbucket.api_url} if bitbucket else {}
+    sha = repo.git("rev-parse", "HEAD")
+    return step(
+        pipe_env, repo, sha, full_name, ACTION="cleanup-previews", BITBUCKET_BRANCH="main", **credential, **extra
+    )
+
+
+def set_states(bitbucket: BitbucketStandIn, full_name: str, states: dict[int, str]) -> None:
+    workspace, slug = full_name.split("/")
+    for pr, state in states.items():
+        bitbucket.pull_requests[(workspace, slug, pr)] = state
+
+
+def make_older(server: PrefectServer, deployment_id: Any, days: int) -> None:
+    """As if the deployment had not been updated for ``days`` (the server's own database)."""
+    with sqlite3.connect(server.home / "server" / "prefect.db") as db:
+        (updated,) = db.execute("SELECT updated FROM deployment WHERE id = ?", (str(deployment_id),)).fetchone()
+        older = datetime.fromisoformat(updated) - timedelta(days=days)
+        db.execute("UPDATE deployment SET updated = ? WHERE id = ?", (older.isoformat(sep=" "), str(deployment_id)))
+
+
+def ok(result: PipeResult) -> str:
+    assert result.code == 0, result
+    assert "Traceback" not in result.output, result
+    return result.output
+
+
+def refused(result: PipeResult, *expected: str) -> str:
+    assert result.code == 1, result
+    line = fail_line(result.output)
+    for text in expected:
+        assert text in line, result
+    assert "Traceback" not in result.output, result
+    return line
+
+
+# -- ACTION=preview ------------------------------------------------------------------------------------------
+
+
+def test_a_pull_request_gets_previews_that_run_its_code_and_are_updated_in_place(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+) -> None:
+    full_name = repository()
+    sha = repo.standard("pr-first")
+    name = f"pinned-code/{repo.a}"
+    first = ok(preview(pipe_env, repo, sha, full_name, 7, DEPLOYMENT=name, PREVIEW_RUN="true"))
+    assert "code marker: pr-first" in first
+    created = read_deployment(prefect_server, f"{name}-pr-7")
+    assert created is not None
+    assert read_deployment(prefect_server, name) is None  # the production deployment is not made
+    assert {"preview", "pr:7", f"branch:{BRANCH}"} <= set(created.tags)
+    assert created.labels["bitbucket.repository"] == full_name
+    assert created.labels["bitbucket.pull_request"] == "7"
+    assert created.version == sha[:8]
+    assert created.concurrency_limit == 1 or created.global_concurrency_limit.limit == 1
+    assert created.schedules == []
+    clone = next(step for step in created.pull_steps if "prefect.deployments.steps.git_clone" in step)
+    assert clone["prefect.deployments.steps.git_clone"]["commit_sha"] == sha
+    assert_no_secrets(first, prefect_server.auth_string)
+
+    repo.write("flows/pinned.py", (repo.path / "flows/pinned.py").read_text().replace("pr-first", "pr-second"))
+    second_sha = repo.commit("second commit")
+    pipeline = {"BITBUCKET_PIPELINE_UUID": step_uuid(), "BITBUCKET_STEP_UUID": step_uuid()}  # the new commit's
+    second = ok(preview(pipe_env, repo, second_sha, full_name, 7, DEPLOYMENT=name, PREVIEW_RUN="true", **pipeline))
+    assert "code marker: pr-second" in second, second
+    updated = read_deployment(prefect_server, f"{name}-pr-7")
+    assert updated.id == created.id  # the same preview, updated in place
+    assert updated.version == second_sha[:8]
+    assert updated.labels["bitbucket.commit"] == second_sha
+    with sdk_client(prefect_server) as client:
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
+
+        mine = client.read_deployments(deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=["pr:7"])))
+    assert [d.name for d in mine if d.labels.get("bitbucket.repository") == full_name] == [f"{repo.a}-pr-7"]
+
+    # The pull request is merged: the clean-up on main deletes its preview.
+    set_states(bitbucket, full_name, {7: "MERGED"})
+    done = ok(cleanup(pipe_env, repo, full_name, bitbucket))
+    assert "pull request #7 is merged" in done
+    assert read_deployment(prefect_server, f"{name}-pr-7") is None
+    assert all(r.method == "GET" for r in bitbucket.pull_request_reads())
+    assert_no_secrets(done, prefect_server.auth_string, TOKEN)
+
+
+def test_a_preview_without_run_is_deployed_and_reported_with_its_link(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+) -> None:
+    full_name = repository()
+    sha = repo.standard()
+    result = preview(
+        pipe_env,
+        repo,
+        sha,
+        full_name,
+        12,
+        DEPLOYMENT=f"pinned-code/{repo.b}",
+        PREVIEW_NAME="{deployment}-{branch}-pr{pr}",
+        REPORT="true",
+        BITBUCKET_ACCESS_TOKEN=TOKEN,
+        BITBUCKET_API_URL=bitbucket.api_url,
+        BITBUCKET_PIPELINES_PROXY=bitbucket.proxy_url,
+        BITBUCKET_COMMIT=sha,
+    )
+    output = ok(result)
+    deployed = read_deployment(prefect_server, f"pinned-code/{repo.b}-feature-new-etl-pr12")
+    assert deployed is not None
+    with sdk_client(prefect_server) as client:
+        assert client.read_flow_runs(deployment_filter=_by_id(deployed.id)) == []  # PREVIEW_RUN is false
+    assert f"/deployments/deployment/{deployed.id}" in output
+    assert bitbucket.problems == []
+    (status,) = bitbucket.statuses()
+    assert status["state"] == "SUCCESSFUL" and status["url"].endswith(f"/deployments/deployment/{deployed.id}")
+    assert status["refname"] == BRANCH
+    (report,) = bitbucket.reports()
+    assert report["link"].endswith(f"/deployments/deployment/{deployed.id}")
+
+
+def _by_id(deployment_id: Any) -> Any:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+
+
+def test_a_preview_never_overwrites_a_deployment_that_is_not_its_own(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo
+) -> None:
+    full_name = repository()
+    sha = repo.standard()
+    # A production deployment that happens to have the preview's name.
+    ok(step(pipe_env, repo, sha, full_name, ACTION="deploy", DEPLOYMENT=f"pinned-code/{repo.b}"))
+    with sdk_client(prefect_server) as client:
+        flow_id = client.read_flow_by_name("pinned-code").id
+        taken = client.create_deployment(flow_id=flow_id, name=f"{repo.a}-pr-3", tags=["prod"], version="prod-1")
+    line = refused(
+        preview(pipe_env, repo, sha, full_name, 3, DEPLOYMENT=f"pinned-code/{repo.a}"),
+        f"pinned-code/{repo.a}-pr-3 already exists and is not a preview",
+        "PREVIEW_NAME",
+    )
+    assert "nothing was deployed" in line
+    with sdk_client(prefect_server) as client:
+        untouched = client.read_deployment(taken)
+    assert untouched.tags == ["prod"] and untouched.version == "prod-1"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"BITBUCKET_PR_ID": ""}, "not a pull-request build"),
+        ({"PREVIEW_NAME": "{deployment}-preview"}, "PREVIEW_NAME has no {pr}"),
+        ({"PREVIEW_NAME": "{deployment}-{user}-{pr}"}, "PREVIEW_NAME uses {user}"),
+    ],
+)
+def test_preview_refusals_create_nothing(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, extra: dict[str, str], expected: str
+) -> None:
+    full_name = repository()
+    sha = repo.standard()
+    refused(preview(pipe_env, repo, sha, full_name, 4, DEPLOYMENT=f"pinned-code/{repo.a}", **extra), expected)
+    with sdk_client(prefect_server) as client:
+        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+        found = client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(like_=repo.a)))
+    assert found == []
+
+
+# -- ACTION=cleanup-previews -----------------------------------------------------------------------------------
+
+
+def test_cleanup_deletes_closed_pull_requests_previews_and_nothing_else(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+) -> None:
+    full_name, other = repository(), repository()
+    sha = repo.standard()
+    target = f"pinned-code/{repo.a}"
+    for pr in (21, 22, 23):
+        ok(preview(pipe_env, repo, sha, full_name, pr, DEPLOYMENT=target))
+    ok(preview(pipe_env, repo, sha, other, 22, DEPLOYMENT=target, PREVIEW_NAME="{deployment}-other-pr-{pr}"))
+    ok(step(pipe_env, repo, sha, full_name, ACTION="deploy", DEPLOYMENT=target))  # production
+    set_states(bitbucket, full_name, {21: "OPEN", 22: "MERGED", 23: "DECLINED"})
+    set_states(bitbucket, other, {22: "MERGED"})
+    # A run of PR 22's preview that has not started yet: the clean-up cancels it first.
+    with sdk_client(prefect_server) as client:
+        from prefect.states import Scheduled
+
+        doomed = read_deployment(prefect_server, f"{target}-pr-22")
+        waiting = client.create_flow_run_from_deployment(
+            doomed.id, state=Scheduled(scheduled_time=datetime.now().astimezone() + timedelta(hours=1))
+        )
+
+    dry = ok(cleanup(pipe_env, repo, full_name, bitbucket, DRY_RUN="true"))
+    assert "would delete (DRY_RUN)" in dry and "nothing was deleted" in dry
+    assert all(read_deployment(prefect_server, f"{target}-pr-{pr}") is not None for pr in (21, 22, 23))
+
+    output = ok(cleanup(pipe_env, repo, full_name, bitbucket))
+    assert read_deployment(prefect_server, f"{target}-pr-22") is None
+    assert read_deployment(prefect_server, f"{target}-pr-23") is None
+    assert read_deployment(prefect_server, f"{target}-pr-21") is not None  # open
+    assert read_deployment(prefect_server, target) is not None  # production
+    assert read_deployment(prefect_server, f"{target}-other-pr-22") is not None  # another repository's
+    assert "pull request #22 is merged" in output and "pull request #23 is declined" in output
+    assert "pull request #21 is open" in output
+    assert f"Cancelling flow run {waiting.name}" in output
+    with sdk_client(prefect_server) as client:
+        assert client.read_flow_run(waiting.id).state.type.value == "CANCELLED"
+    assert bitbucket.problems == []
+    asked = {r.match.get("id") or r.path.rsplit("/", 1)[-1] for r in bitbucket.pull_request_reads()}
+    assert asked == {"21", "22", "23"}  # only this repository's pull requests were asked about
+
+
+def test_cleanup_with_a_ttl_needs_no_token(pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo) -> None:
+    full_name = repository()
+    sha = repo.standard()
+    target = f"pinned-code/{repo.a}"
+    for pr in (31, 32):
+        ok(preview(pipe_env, repo, sha, full_name, pr, DEPLOYMENT=target))
+    make_older(prefect_server, read_deployment(prefect_server, f"{target}-pr-31").id, days=20)
+    output = ok(cleanup(pipe_env, repo, full_name, None, PREVIEW_TTL_DAYS="14"))
+    assert "not updated for 20 days (PREVIEW_TTL_DAYS=14)" in output
+    assert read_deployment(prefect_server, f"{target}-pr-31") is None
+    assert read_deployment(prefect_server, f"{target}-pr-32") is not None
+
+
+def test_cleanup_refusals_delete_nothing(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+) -> None:
+    full_name = repository()
+    sha = repo.standard()
+    target = f"pinned-code/{repo.a}-pr-41"
+    ok(preview(pipe_env, repo, sha, full_name, 41, DEPLOYMENT=f"pinned-code/{repo.a}"))
+    set_states(bitbucket, full_name, {41: "MERGED"})
+
+    refused(cleanup(pipe_env, repo, full_name, None), "BITBUCKET_ACCESS_TOKEN", "PREVIEW_TTL_DAYS")
+    bitbucket.forbidden = True
+    refused(cleanup(pipe_env, repo, full_name, bitbucket), "BITBUCKET_ACCESS_TOKEN", "403")
+    bitbucket.forbidden = False
+    bitbucket.always_fail = 503
+    refused(cleanup(pipe_env, repo, full_name, bitbucket), "nothing was deleted")
+    bitbucket.always_fail = None
+    bitbucket.pull_requests.clear()  # Bitbucket knows no such pull request
+    refused(cleanup(pipe_env, repo, full_name, bitbucket), "#41", "404")
+    unreachable = {"BITBUCKET_ACCESS_TOKEN": TOKEN, "BITBUCKET_API_URL": "http://127.0.0.1:9/2.0"}
+    refused(step(pipe_env, repo, sha, full_name, ACTION="cleanup-previews", **unreachable), "could not be reached")
+    assert read_deployment(prefect_server, target) is not None

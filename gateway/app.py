@@ -8,7 +8,6 @@ websocket types.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,7 @@ class Settings:
     policy: Policy
     upstream_auth_string: str
     signing_key: bytes
+    debug: bool = False  # DEBUG=true: a failing request raises (a traceback in the log) instead of a 500
 
 
 class Gateway:
@@ -77,7 +77,7 @@ class Gateway:
         try:
             response = await self._http(request, raw)
         except Exception as exc:  # a bug must not take a traceback with request data to the answer
-            if os.environ.get("DEBUG", "").lower() == "true":
+            if self.settings.debug:
                 raise
             record = Record(request.method, "/")
             record.set(decision="error", reason=f"gateway error: {type(exc).__name__}")

@@ -78,7 +78,17 @@ def load_settings(policy_path: str, auth_file: str | None, key_file: str | None,
             f"{SIGNING_KEY_VARIABLE} is shorter than {MIN_SIGNING_KEY_BYTES} bytes",
             "use e.g. `openssl rand -base64 48` and give every replica the same value",
         )
-    return Settings(policy=policy.load(policy_path), upstream_auth_string=auth_string, signing_key=key.encode("utf-8"))
+    return Settings(
+        policy=policy.load(policy_path),
+        upstream_auth_string=auth_string,
+        signing_key=key.encode("utf-8"),
+        debug=debug_requested(env),
+    )
+
+
+def debug_requested(env: Mapping[str, str]) -> bool:
+    """DEBUG=true: tracebacks instead of one line (start-up) and instead of a 500 (a request)."""
+    return env.get("DEBUG", "").strip().lower() == "true"
 
 
 def settings_from_environment() -> Settings:
@@ -97,7 +107,7 @@ def _listen(text: str) -> tuple[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    debug = os.environ.get("DEBUG", "").strip().lower() == "true"
+    debug = debug_requested(os.environ)
     try:
         host, port = _listen(args.listen)
         if args.workers < 1:

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from pipe.errors import Stopped
+
 T = TypeVar("T")
+STOP_POLL_SECONDS = 0.1
 
 
 class DeadlineExceeded(TimeoutError):
@@ -68,3 +71,22 @@ async def in_background(call: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=run, name=f"background: {getattr(call, '__name__', 'call')}", daemon=True).start()
     return await future
+
+
+def run_unless_stopped(coroutine: Coroutine[Any, Any, T], stop: threading.Event | None, doing: str) -> T:
+    """``asyncio.run(coroutine)`` in a worker thread that has no event loop of its own, cancelled within a
+    tenth of a second once ``stop`` is set (a stopped step must not wait for a call's budget)."""
+
+    async def watched() -> T:
+        task = asyncio.ensure_future(coroutine)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=STOP_POLL_SECONDS)
+            if done:
+                return task.result()
+            if stop is not None and stop.is_set():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                raise Stopped(f"The step was stopped while {doing}")
+
+    return asyncio.run(watched())

@@ -84,7 +84,8 @@ async def run(config: Config) -> int:
         console.info(f"Not in Bitbucket Pipelines: the commit comes from {config.build.origin}")
     if config.dry_run:
         presentation.identity(config)
-    credential = authenticate(config)
+    # In a thread: a stop during an identity hop (each bounded by its own budget) ends the step at once.
+    credential = await in_background(authenticate, config)
     try:
         targets = config.targets
         if config.action == "cleanup-previews":

@@ -61,3 +61,26 @@ def test_a_trickling_identity_endpoint_is_given_up_on_within_the_hop_budget(tric
         retry.call("the trickling server", attempt, lambda exc: False, budget=3.0)
     assert isinstance(caught.value.last, DeadlineExceeded)  # given up on, not refused: a transient failure
     assert time.monotonic() - started < 3.0 + 2.0
+
+
+def test_a_stop_ends_a_worker_threads_calls_at_once() -> None:
+    """The deploy's checks run their own event loop in a thread; a stopped step must not wait for them."""
+    import threading
+
+    from pipe.deadlines import run_unless_stopped
+    from pipe.errors import Stopped
+
+    async def slow() -> str:
+        await asyncio.sleep(30)
+        return "late"
+
+    async def quick() -> str:
+        return "done"
+
+    assert run_unless_stopped(quick(), None, "checking") == "done"
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(Stopped, match="while checking the work pools"):
+        run_unless_stopped(slow(), stop, "checking the work pools")
+    assert time.monotonic() - started < 2

@@ -90,12 +90,12 @@ def deploy(config: Config, credential: Credential, *, cancel: threading.Event | 
 
         selected = preview.renamed(selected, config)
         document = preview.preview_document(document, selected, config)
-        guard.check_names(config, credential, selected)
+        guard.check_names(config, credential, selected, cancel)
     check_environment_references(project, document, env)
     check_deployment_fields(project, selected, document, env)
     warn_about_pull_steps(project, selected, document, env, config.build)
-    check_work_pools(config, credential, project, selected)
-    check_server_references(config, credential, project, document)
+    check_work_pools(config, credential, project, selected, cancel)
+    check_server_references(config, credential, project, document, cancel)
 
     labels = ", ".join(spec.label for spec in selected)
     version_note = _version_note(document, env)

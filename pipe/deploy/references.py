@@ -9,13 +9,14 @@ run crashes with ``Block not found`` in the worker's log.
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from pipe import console
 from pipe.config import Config
 from pipe.credentials import Credential
+from pipe.deadlines import run_unless_stopped
 from pipe.deploy.placeholders import block_references, placeholders, variable_references
 from pipe.deploy.project import Project
 from pipe.errors import DeployError, PrefectError
@@ -50,7 +51,13 @@ def check_environment_references(project: Project, document: dict[str, Any], env
     )
 
 
-def check_server_references(config: Config, credential: Credential, project: Project, document: dict[str, Any]) -> None:
+def check_server_references(
+    config: Config,
+    credential: Credential,
+    project: Project,
+    document: dict[str, Any],
+    stop: threading.Event | None = None,
+) -> None:
     """Each block and variable the file names exists on the server. Only a clear answer (404, 401)
     stops the pipe; anything else is left to ``prefect deploy``. Runs in the deploy's worker thread,
     which has no event loop of its own."""
@@ -59,7 +66,9 @@ def check_server_references(config: Config, credential: Credential, project: Pro
     if not blocks and not variables:
         return
     try:
-        missing = asyncio.run(_missing(config, credential, blocks, variables))
+        missing = run_unless_stopped(
+            _missing(config, credential, blocks, variables), stop, "checking the blocks and variables"
+        )
     except PrefectError as exc:
         if status_code(exc) == 401:
             raise

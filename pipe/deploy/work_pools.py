@@ -6,18 +6,25 @@ before it — so a missing pool found here keeps a deploy from leaving half of i
 
 from __future__ import annotations
 
-import asyncio
+import threading
 
 from pipe import console
 from pipe.config import Config
 from pipe.credentials import Credential
+from pipe.deadlines import run_unless_stopped
 from pipe.deploy.project import DeploymentSpec, Project
 from pipe.errors import DeployError, PrefectError
 from pipe.prefect_api import PrefectApi
 from pipe.prefect_errors import status_code
 
 
-def check_work_pools(config: Config, credential: Credential, project: Project, selected: list[DeploymentSpec]) -> None:
+def check_work_pools(
+    config: Config,
+    credential: Credential,
+    project: Project,
+    selected: list[DeploymentSpec],
+    stop: threading.Event | None = None,
+) -> None:
     """Ask the API for each work pool first, so a missing pool deploys nothing. Only a clear answer
     (404, 401) stops the pipe; anything else is left to ``prefect deploy``. Runs in the deploy's
     worker thread, which has no event loop of its own."""
@@ -28,7 +35,7 @@ def check_work_pools(config: Config, credential: Credential, project: Project, s
     if not pools:
         return
     try:
-        asyncio.run(_read_pools(config, credential, project, pools))
+        run_unless_stopped(_read_pools(config, credential, project, pools), stop, "checking the work pools")
     except PrefectError as exc:
         if status_code(exc) == 401:
             raise

@@ -5,10 +5,11 @@ clean-up could never find the preview again."""
 
 from __future__ import annotations
 
-import asyncio
+import threading
 
 from pipe.config import Config
 from pipe.credentials import Credential
+from pipe.deadlines import run_unless_stopped
 from pipe.deploy.project import DeploymentSpec
 from pipe.errors import DeployError
 from pipe.prefect_api import PrefectApi
@@ -16,9 +17,11 @@ from pipe.prefect_compat import LABELS_SINCE, accepts_labels
 from pipe.preview import marks
 
 
-def check_names(config: Config, credential: Credential, previews: list[DeploymentSpec]) -> None:
-    """Runs in the deploy's worker thread, which has no event loop of its own."""
-    asyncio.run(_check_names(config, credential, previews))
+def check_names(
+    config: Config, credential: Credential, previews: list[DeploymentSpec], stop: threading.Event | None = None
+) -> None:
+    """Runs in the deploy's worker thread (stopped with ``stop``)."""
+    run_unless_stopped(_check_names(config, credential, previews), stop, "checking the preview deployments' names")
 
 
 async def _check_names(config: Config, credential: Credential, previews: list[DeploymentSpec]) -> None:

@@ -29,6 +29,10 @@ class Decision:
     flow_run_id: str | None = None
 
 
+# The tag of the pipe's preview deployments: the only deployments a deploy right may delete.
+PREVIEW_TAG = "preview"
+
+
 class Names:
     """Names of deployments and flows, and deployments of flow runs, read from the server and cached."""
 
@@ -37,6 +41,7 @@ class Names:
         self._deployments: dict[str, str] = {}
         self._flows: dict[str, str] = {}
         self._runs: dict[str, str | None] = {}
+        self._previews: dict[str, bool] = {}
 
     async def flow(self, flow_id: str) -> str | None:
         if flow_id not in self._flows:
@@ -56,6 +61,14 @@ class Names:
                 return None
             _put(self._deployments, deployment_id, f"{flow}/{body['name']}")
         return self._deployments[deployment_id]
+
+    async def is_preview(self, deployment_id: str) -> bool:
+        """Whether the deployment is tagged ``preview`` (what ACTION=preview deploys)."""
+        if deployment_id not in self._previews:
+            body = await self._upstream.read_json(f"/deployments/{_safe(deployment_id)}")
+            tags = body.get("tags") if body is not None else None
+            _put(self._previews, deployment_id, isinstance(tags, list) and PREVIEW_TAG in tags)
+        return self._previews[deployment_id]
 
     async def run_deployment(self, flow_run_id: str) -> tuple[str | None, str | None]:
         """The flow run's deployment id and name (None, None for a missing run or one without deployment)."""
@@ -95,6 +108,13 @@ async def decide(match: Match, grant: Grant, body: bytes, names: Names) -> Decis
             return Decision(False, "none: only a deployment's own automations can be cleared through the gateway")
         params = {"id": resource.removeprefix(DEPLOYMENT_RESOURCE)}
         need = Need.DEPLOYMENT_DEPLOY
+
+    if need is Need.PREVIEW_DELETE:  # deploy rights do not reach production deployments' deletion
+        deployment_id = params["id"]
+        name = await names.deployment(deployment_id)
+        ok = name is not None and grant.may_deploy(name) and await names.is_preview(deployment_id)
+        missing = f"deploy: {name or 'deployment ' + deployment_id}, of a deployment tagged {PREVIEW_TAG!r}"
+        return Decision(ok, None if ok else missing, deployment=name, deployment_id=deployment_id)
 
     if need in (Need.DEPLOYMENT_READ, Need.DEPLOYMENT_RUN, Need.DEPLOYMENT_DEPLOY):
         deployment_id = params["id"]

@@ -21,6 +21,7 @@ class Need(Enum):
     DEPLOYMENT_NAME_READ = "deployment-name-read"  # {flow_name}/{deployment_name}: likewise
     DEPLOYMENT_RUN = "deployment-run"  # {id}: run of that deployment
     DEPLOYMENT_DEPLOY = "deployment-deploy"  # {id}: deploy of that deployment
+    PREVIEW_DELETE = "preview-delete"  # {id}: deploy of that deployment, and it is tagged 'preview'
     DEPLOYMENT_CREATE = "deployment-create"  # body name + flow_id: deploy of that deployment
     DEPLOYMENT_OWNED_DELETE = "deployment-owned-delete"  # {resource_id} prefect.deployment.<id>: deploy of it
     FLOW_CREATE = "flow-create"  # body name: deploy of some deployment of that flow
@@ -104,7 +105,7 @@ TABLE: tuple[tuple[str, str, Need], ...] = (
     ("POST", "/deployments/paginate", R),
     ("PATCH", "/deployments/{id}", Need.DEPLOYMENT_DEPLOY),
     ("GET", "/deployments/{id}", Need.DEPLOYMENT_READ),
-    ("DELETE", "/deployments/{id}", Need.DEPLOYMENT_DEPLOY),  # ACTION=cleanup-previews
+    ("DELETE", "/deployments/{id}", Need.PREVIEW_DELETE),  # ACTION=cleanup-previews
     ("POST", "/deployments/{id}/create_flow_run", Need.DEPLOYMENT_RUN),
     ("POST", "/deployments/{id}/create_flow_run/bulk", Need.DEPLOYMENT_RUN),
     ("POST", "/deployments/{id}/pause_deployment", Need.DEPLOYMENT_DEPLOY),

@@ -184,7 +184,7 @@ def load(env: Mapping[str, str] | None = None, schema: Mapping[str, dict[str, An
             shared_dir=env.get("BITBUCKET_PIPE_SHARED_STORAGE_DIR") or None,
             variables_path=env.get("BITBUCKET_PIPELINES_VARIABLES_PATH") or None,
         ),
-        preview=preview_settings.load(variables, env, action, build, report.auth),
+        preview=preview_settings.load(variables, env, action, build, report.auth, report.api_url),
     )
 
 

@@ -76,11 +76,12 @@ async def _run_until_stopped(config: Config) -> int:
         return await run(config)
     except asyncio.CancelledError:
         if stopped:
-            what = (
-                "while deploying; some deployments may already be updated"
-                if config.deploys
-                else ("before a flow run was created; nothing was started")
-            )
+            if config.action == "cleanup-previews":  # its deletions say themselves what was done
+                what = "before any preview was deleted"
+            elif config.deploys:
+                what = "while deploying; some deployments may already be updated"
+            else:
+                what = "before a flow run was created; nothing was started"
             raise Stopped(f"The step was stopped {what}") from None
         raise
 

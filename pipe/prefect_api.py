@@ -443,6 +443,15 @@ class PrefectApi:
         except ObjectNotFound:  # pragma: no cover - read_deployment translates it
             return None
 
+    async def find_deployment_by_id(self, deployment_id: Any) -> DeploymentResponse | None:
+        """The deployment with this id, or None when it is gone."""
+        from prefect.exceptions import ObjectNotFound
+
+        try:
+            return await self.call("reading the deployment", self.client.read_deployment(deployment_id))
+        except ObjectNotFound:
+            return None
+
     async def label_deployment(self, deployment: DeploymentResponse, labels: dict[str, str]) -> DeploymentResponse:
         """Add ``labels`` to a deployment. Only creation takes labels (an update has no such field), so
         this is the create call's upsert with the deployment's own name and flow: the server changes
@@ -482,23 +491,31 @@ class PrefectApi:
             )
             page = DeploymentResponse.model_validate_list(response.json())
             found.extend(page)
-            if len(page) < PAGE or len(found) >= MAX_LISTED:
+            if len(page) < PAGE:
+                return found
+            if len(found) >= MAX_LISTED:
+                console.warning(f"More than {MAX_LISTED} deployments are tagged {tag!r}: only the first are looked at")
                 return found
 
     async def flow_names(self, flow_ids: list[Any]) -> dict[Any, str]:
-        """The names of these flows (at most PAGE), in one request."""
+        """The names of these flows, a page of them per request."""
         from prefect.client.schemas.filters import FlowFilter, FlowFilterId
         from prefect.client.schemas.objects import Flow
 
-        ids = list(dict.fromkeys(flow_ids))[:PAGE]
-        if not ids:
-            return {}
-        body = filter_body(flows=FlowFilter(id=FlowFilterId(any_=ids)), limit=len(ids))
-        response = await self.call("reading the flows' names", self.client.request("POST", "/flows/filter", json=body))
-        return {flow.id: flow.name for flow in Flow.model_validate_list(response.json())}
+        ids = list(dict.fromkeys(flow_ids))
+        names: dict[Any, str] = {}
+        for start in range(0, len(ids), PAGE):
+            page = ids[start : start + PAGE]
+            body = filter_body(flows=FlowFilter(id=FlowFilterId(any_=page)), limit=len(page))
+            response = await self.call(
+                "reading the flows' names", self.client.request("POST", "/flows/filter", json=body)
+            )
+            names.update((flow.id, flow.name) for flow in Flow.model_validate_list(response.json()))
+        return names
 
     async def unfinished_flow_runs(self, deployment_id: Any) -> list[FlowRun]:
-        """The deployment's runs that have not ended (scheduled, pending, running, paused, cancelling)."""
+        """The deployment's runs that have not ended (scheduled, pending, running, paused, cancelling),
+        page by page."""
         from prefect.client.schemas.filters import (
             DeploymentFilter,
             DeploymentFilterId,
@@ -509,15 +526,22 @@ class PrefectApi:
         from prefect.client.schemas.objects import FlowRun, StateType
 
         going = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
-        body = filter_body(
-            deployments=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            flow_runs=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going))),
-            limit=PAGE,
-        )
-        response = await self.call(
-            "reading the deployment's unfinished flow runs", self.client.request("POST", "/flow_runs/filter", json=body)
-        )
-        return FlowRun.model_validate_list(response.json())
+        found: list[FlowRun] = []
+        while True:
+            body = filter_body(
+                deployments=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                flow_runs=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going))),
+                limit=PAGE,
+                offset=len(found),
+            )
+            response = await self.call(
+                "reading the deployment's unfinished flow runs",
+                self.client.request("POST", "/flow_runs/filter", json=body),
+            )
+            page = FlowRun.model_validate_list(response.json())
+            found.extend(page)
+            if len(page) < PAGE or len(found) >= MAX_LISTED:
+                return found
 
     async def delete_deployment(self, deployment_id: Any) -> None:
         """Delete a deployment (one already gone is fine)."""

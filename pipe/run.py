@@ -20,7 +20,7 @@ from pipe.build import Build
 from pipe.config import Config, DeploymentRef, Target
 from pipe.credentials import Credential
 from pipe.deadlines import in_background
-from pipe.errors import ParameterError, PipeError, RunFailed, Stopped, WaitTimeout
+from pipe.errors import ParameterError, PipeError, PrefectError, RunFailed, Stopped, WaitTimeout
 from pipe.outcome import RunInfo, RunResult
 from pipe.prefect_api import PrefectApi
 from pipe.urls import is_cloud
@@ -153,8 +153,14 @@ async def publish_previews(config: Config, credential: Credential, names: list[s
     """Label the previews just deployed and report them; whether they are to be run now (PREVIEW_RUN)."""
     from pipe.preview.publish import label_previews
 
-    async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-        previews = await label_previews(api, config, names)
+    unlabelled = f"{', '.join(names)} deployed but not labelled, so the clean-up cannot find them yet"
+    try:
+        async with PrefectApi(config.api_url, credential, config.ui_url) as api:
+            previews = await label_previews(api, config, names)
+    except PipeError as exc:
+        raise PrefectError(f"{exc.message}; {unlabelled}", exc.fix or "re-run this step to label them") from None
+    except asyncio.CancelledError:
+        raise Stopped(f"The step was stopped while labelling the previews; {unlabelled}: re-run the step") from None
     if config.preview.run:
         return True
     reporter = _reporter(config)

@@ -89,7 +89,7 @@ def deploy(config: Config, credential: Credential, *, cancel: threading.Event | 
         from pipe.preview import guard
 
         selected = preview.renamed(selected, config)
-        document = preview.preview_document(document, selected, config)
+        document = preview.preview_document(document, selected, config, env)
         guard.check_names(config, credential, selected, cancel)
     check_environment_references(project, document, env)
     check_deployment_fields(project, selected, document, env)

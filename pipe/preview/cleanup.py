@@ -21,20 +21,18 @@ from pipe import console, presentation
 from pipe.config import Config
 from pipe.credentials import Credential
 from pipe.deadlines import in_background
-from pipe.errors import ConfigError, PrefectError
+from pipe.errors import PrefectError, Stopped
 from pipe.outcome import FINAL_STATES
 from pipe.prefect_api import PrefectApi
 from pipe.prefect_compat import LABELS_SINCE, accepts_labels
 from pipe.preview import marks
 from pipe.remote_text import one_line
-from pipe.urls import plain_http_to_remote
 
 if TYPE_CHECKING:
     from prefect.client.schemas.responses import DeploymentResponse
 
 # How long a deleted preview's running flow runs get to end after their cancellation is asked.
 CANCEL_WAIT_SECONDS = 30.0
-_NOT_HELD = ("SCHEDULED", "PAUSED")  # no worker holds these: cancelled at once
 
 
 @dataclass
@@ -84,21 +82,29 @@ async def cleanup(config: Config, credential: Credential) -> int:
             return 0
         failed = []
         for decision in decisions:
-            if not decision.delete:
-                decision.done = "kept"
-                continue
-            try:
-                decision.done = await remove(api, decision)
-            except PrefectError as exc:
-                decision.done = "not deleted"
-                failed.append(f"{decision.name}: {exc.message}")
+            decision.done = "kept" if not decision.delete else "not reached (the step was stopped)"
+        try:
+            for decision in doomed:
+                try:
+                    decision.done = await remove(api, decision)
+                except PrefectError as exc:
+                    decision.done = "not deleted"
+                    failed.append(f"{one_line(decision.name)}: {exc.message}")
+        except asyncio.CancelledError:
+            show(decisions)
+            deleted = sum(d.done.startswith("deleted") for d in doomed)
+            raise Stopped(
+                f"The step was stopped during the clean-up: {deleted} of {len(doomed)} preview(s) deleted (table "
+                "above); re-run it for the rest"
+            ) from None
         show(decisions)
+    deleted = sum(d.done.startswith("deleted") for d in doomed)
     if failed:
         raise PrefectError(
             f"{len(failed)} of {len(doomed)} preview(s) could not be deleted ({'; '.join(failed)})",
             "re-run the clean-up; the others were deleted",
         )
-    console.success(f"{len(doomed)} preview(s) of {repository} deleted, {len(decisions) - len(doomed)} kept{left}")
+    console.success(f"{deleted} preview(s) of {repository} deleted, {len(decisions) - deleted} kept{left}")
     return 0
 
 
@@ -108,11 +114,6 @@ async def pull_request_states(config: Config, ids: list[str]) -> dict[str, str]:
     auth = config.report.auth.auth
     if auth is None:
         return {}
-    if plain_http_to_remote(config.report.api_url):
-        raise ConfigError(
-            "BITBUCKET_API_URL uses plain http:// to a remote host; the Bitbucket credential is not sent there",
-            "use https://",
-        )
     from pipe.bitbucket.api import BitbucketApi
     from pipe.bitbucket.pull_requests import read_states
 
@@ -133,7 +134,15 @@ def decide(name: str, deployment: Any, pr: str, state: str | None, ttl_days: int
 
 
 async def remove(api: PrefectApi, decision: Decision) -> str:
-    """Cancel the preview's runs still going, give them a moment to end, delete the preview."""
+    """Cancel the preview's runs still going, give them a moment to end, delete the preview. A preview
+    updated since it was listed (a new commit's step deploying it now) is kept, and so is one whose runs
+    are still cancelling: its worker needs the deployment to stop their infrastructure."""
+    current = await api.find_deployment_by_id(decision.deployment.id)
+    if current is None:
+        return "deleted (already gone)"
+    if current.updated and decision.deployment.updated and current.updated > decision.deployment.updated:
+        decision.why = "updated while the clean-up ran"
+        return "kept"
     runs = await api.unfinished_flow_runs(decision.deployment.id)
     asked = []
     for run in runs:
@@ -141,7 +150,7 @@ async def remove(api: PrefectApi, decision: Decision) -> str:
         if state == "CANCELLING":
             asked.append(run)
             continue
-        answer = await api.cancel(run.id, at_once=state in _NOT_HELD)
+        answer = await api.cancel(run.id, at_once=state == "SCHEDULED")  # nothing runs a scheduled run yet
         console.info(
             f"Cancelling flow run {one_line(run.name)} of preview {one_line(decision.name)} before deleting it "
             f"(it was {state}; the server answered {answer})"
@@ -149,13 +158,11 @@ async def remove(api: PrefectApi, decision: Decision) -> str:
         if answer not in FINAL_STATES:
             asked.append(run)
     still = await _wait_for_end(api, [run.id for run in asked])
-    await api.delete_deployment(decision.deployment.id)
-    done = "deleted"
-    if runs:
-        done += f", {len(runs)} run(s) cancelled"
     if still:
-        done += f" ({still} still cancelling)"
-    return done
+        decision.why += f"; {still} run(s) still cancelling after {CANCEL_WAIT_SECONDS:.0f} s: re-run the clean-up"
+        return "kept, runs cancelling"
+    await api.delete_deployment(decision.deployment.id)
+    return f"deleted, {len(runs)} run(s) cancelled" if runs else "deleted"
 
 
 async def _wait_for_end(api: PrefectApi, ids: list[Any]) -> int:

@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+from pipe import console
 from pipe.config import Config
+from pipe.deploy.placeholders import resolve_env
 from pipe.deploy.project import DeploymentSpec
 from pipe.errors import DeployError
 from pipe.preview import marks
 from pipe.preview.naming import render
+from pipe.remote_text import one_line
 
 CONCURRENCY_LIMIT = 1
 
@@ -41,8 +46,11 @@ def renamed(selected: list[DeploymentSpec], config: Config) -> list[DeploymentSp
     return previews
 
 
-def preview_document(document: dict[str, Any], previews: list[DeploymentSpec], config: Config) -> dict[str, Any]:
-    """``document`` (the derived copy: the selected entries, in order) with each entry made a preview."""
+def preview_document(
+    document: dict[str, Any], previews: list[DeploymentSpec], config: Config, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """``document`` (the derived copy: the selected entries, in order) with each entry made a preview;
+    ``env`` resolves the ``{{ $NAME }}`` of a pull step's repository."""
     build = config.build
     result = copy.deepcopy(document)
     for entry, spec in zip(result["deployments"], previews, strict=True):
@@ -60,19 +68,44 @@ def preview_document(document: dict[str, Any], previews: list[DeploymentSpec], c
             entry["work_pool"] = pool
         pull = entry["pull"] if entry.get("pull") is not None else result.get("pull")
         if isinstance(pull, list) and build.commit_sha:
-            entry["pull"] = pinned(pull, build.commit_sha)
+            entry["pull"] = pinned(pull, build.commit_sha, lambda repository: _is_this(repository, config, env))
     return result
 
 
-def pinned(pull: list[Any], commit_sha: str) -> list[Any]:
-    """Pull steps whose ``git_clone`` checks out ``commit_sha`` (a branch would take what it holds later)."""
+def pinned(pull: list[Any], commit_sha: str, is_this: Callable[[Any], bool]) -> list[Any]:
+    """Pull steps whose ``git_clone`` of this repository checks out ``commit_sha`` (a branch would take
+    what it holds later). A clone of another repository (a shared library) is left as it is."""
     steps = copy.deepcopy(pull)
     for step in steps:
         for key, args in step.items() if isinstance(step, dict) else []:
-            if key.endswith("git_clone") and isinstance(args, dict):
-                args.pop("branch", None)  # Prefect refuses a branch together with a commit
-                args["commit_sha"] = commit_sha
+            if not (key.endswith("git_clone") and isinstance(args, dict)):
+                continue
+            if not is_this(args.get("repository")):
+                console.info(
+                    f"A git_clone pull step clones {one_line(str(args.get('repository')))}, not this repository: "
+                    "the previews take it as the prefect.yaml says"
+                )
+                continue
+            args.pop("branch", None)  # Prefect refuses a branch together with a commit
+            args["commit_sha"] = commit_sha
     return steps
+
+
+def _is_this(repository: Any, config: Config, env: Mapping[str, str]) -> bool:
+    """Whether a git_clone's ``repository`` is the repository being built: its clone, its HTTP origin, or
+    a URL ending in its ``workspace/slug`` (https or ssh)."""
+    if not isinstance(repository, str):
+        return False
+    text = str(resolve_env(repository, env)).strip().rstrip("/").removesuffix(".git").lower()
+    full_name = (config.build.repository or "").lower()
+    origin = env.get("BITBUCKET_GIT_HTTP_ORIGIN", "").strip().rstrip("/").removesuffix(".git").lower()
+    clone = config.deploy.clone_dir.resolve()
+    path = str(resolve_env(repository, env)).strip()
+    return bool(
+        (path.startswith("/") and Path(path).resolve() == clone)
+        or (origin and text == origin)
+        or (full_name and (text.endswith(f"/{full_name}") or text.endswith(f":{full_name}")))
+    )
 
 
 def _work_pool(pool: Any, config: Config) -> Any:

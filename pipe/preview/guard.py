@@ -35,10 +35,12 @@ async def _check_names(config: Config, credential: Credential, previews: list[De
                 f"upgrade the server to Prefect {LABELS_SINCE} or newer",
             )
         for spec in previews:
-            existing = await api.find_deployment(spec.label)
-            if existing is not None and not marks.is_own_preview(existing, build, config.preview.name_template):
+            for flow in spec.flow_names or (spec.label.partition("/")[0],):  # each name the flow may go by
+                existing = await api.find_deployment(f"{flow}/{spec.name}")
+                if existing is None or marks.is_own_preview(existing, build, config.preview.name_template):
+                    continue
                 raise DeployError(
-                    f"deployment {spec.label} already exists and is not a preview of pull request "
+                    f"deployment {flow}/{spec.name} already exists and is not a preview of pull request "
                     f"#{build.pull_request_id} of {build.repository}; nothing was deployed",
                     "set PREVIEW_NAME to a template that names no existing deployment, e.g. "
                     "'{deployment}-preview-pr-{pr}'",

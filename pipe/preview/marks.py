@@ -15,10 +15,12 @@ PULL_REQUEST_LABEL = "bitbucket.pull_request"
 
 
 def tags(build: Build) -> list[str]:
-    """``preview``, ``pr:<id>``, ``branch:<source branch>``."""
+    """``preview``, ``pr:<id>``, ``branch:<source branch>`` and ``repo:<workspace/slug>`` (the CLI deploys
+    tags, not labels: this one tells whose a preview is until its labels are set)."""
     marks = [TAG, f"pr:{build.pull_request_id}"]
     if build.branch:
         marks.append(f"branch:{build.branch}")
+    marks.append(f"repo:{build.repository}")
     return marks
 
 
@@ -46,7 +48,7 @@ def preview_of(deployment: Any, repository: str, template: str) -> str | None:
 def is_own_preview(deployment: Any, build: Build, template: str) -> bool:
     """Whether an existing deployment under a preview's name is this pull request's preview, which a new
     commit updates. One whose labels were never set (a step stopped between deploying and labelling)
-    counts when its tags name this pull request and branch."""
+    counts when its tags name this repository, pull request and branch."""
     repository = build.repository or ""
     if preview_of(deployment, repository, template) == build.pull_request_id:
         return True

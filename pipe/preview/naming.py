@@ -41,6 +41,23 @@ def check_template(text: str | None) -> str:
         if field not in FIELDS or spec or conversion:
             raise ConfigError(f"PREVIEW_NAME uses {{{field}}}, which is not one of its fields", fix)
         fields.append(field)
+    for index, (_, field, _, _) in enumerate(parts):
+        if field != "pr":
+            continue
+        before = parts[index][0]
+        after = parts[index + 1][0] if index + 1 < len(parts) else ""
+        next_field = parts[index + 1][1] if index + 1 < len(parts) else None
+        if (
+            (before and before[-1].isdigit())
+            or (not before and index > 0)
+            or (after and after[0].isdigit())
+            or (not after and next_field is not None)
+        ):
+            raise ConfigError(
+                "PREVIEW_NAME needs a separator that is not a digit on each side of {pr} (in 'etl2' + '5' the pull "
+                "request could be 5 or 25)",
+                fix,
+            )
     if "pr" not in fields:
         raise ConfigError(
             "PREVIEW_NAME has no {pr}: previews of different pull requests would share a name, and clean-up "

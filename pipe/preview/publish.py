@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from pipe import console
 from pipe.config import Config, DeploymentRef
+from pipe.errors import PrefectError
 from pipe.prefect_api import PrefectApi
 from pipe.preview import marks
+from pipe.remote_text import one_line
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,15 @@ async def label_previews(api: PrefectApi, config: Config, names: list[str]) -> l
     previews = []
     for name in names:
         deployment = await api.read_deployment(DeploymentRef(name))
+        own = dict(deployment.labels or {})
+        for key in (marks.REPOSITORY_LABEL, marks.PULL_REQUEST_LABEL):
+            if own.get(key) not in (None, labels.get(key)):
+                raise PrefectError(
+                    f"deployment {one_line(name)} was labelled {key}={one_line(str(own[key]))}, not this build's; its "
+                    "labels were left as they were",
+                    "set PREVIEW_NAME to a template that names no existing deployment, e.g. "
+                    "'{deployment}-preview-pr-{pr}', and check that deployment",
+                )
         labelled = await api.label_deployment(deployment, labels)
         preview = Preview(
             name=name,

@@ -13,6 +13,7 @@ from pipe.bitbucket.auth import AuthResolution
 from pipe.build import Build
 from pipe.errors import ConfigError
 from pipe.preview.naming import DEFAULT_TEMPLATE, check_template
+from pipe.urls import plain_http_to_remote
 from pipe.values import parse_name
 
 # Which actions each variable means something for: set with another action it is refused, not ignored.
@@ -34,8 +35,14 @@ class PreviewSettings:
 
 
 def load(
-    variables: Mapping[str, Any], env: Mapping[str, str], action: str, build: Build, auth: AuthResolution
+    variables: Mapping[str, Any],
+    env: Mapping[str, str],
+    action: str,
+    build: Build,
+    auth: AuthResolution,
+    api_url: str,
 ) -> PreviewSettings:
+    """``api_url`` is BITBUCKET_API_URL, where the clean-up asks for the pull requests' states."""
     for name, actions in APPLIES_TO.items():
         if action not in actions and variables.get(name) not in (None, False, ""):
             shown = " or ".join(f"ACTION={a}" for a in actions)
@@ -55,7 +62,7 @@ def load(
                     f"ACTION=cleanup-previews cleans up every preview of the repository; {name} does not apply",
                     f"remove {name} from this step",
                 )
-        _check_cleanup(settings, build, auth)
+        _check_cleanup(settings, build, auth, api_url)
     return settings
 
 
@@ -70,15 +77,15 @@ def _check_preview_build(build: Build) -> None:
         raise ConfigError(
             "BITBUCKET_PR_ID is not a pull request number", "run the pipe in a Bitbucket pull-request build"
         )
-    if not (build.repository and build.commit_sha):
+    if not (build.repository and build.workspace and build.repo_slug and build.commit_sha):
         raise ConfigError(
             "ACTION=preview needs the repository and commit of the build (BITBUCKET_REPO_FULL_NAME, BITBUCKET_COMMIT)",
             "run the pipe in a Bitbucket pull-request build",
         )
 
 
-def _check_cleanup(settings: PreviewSettings, build: Build, auth: AuthResolution) -> None:
-    if not build.repository:
+def _check_cleanup(settings: PreviewSettings, build: Build, auth: AuthResolution, api_url: str) -> None:
+    if not (build.repository and build.workspace and build.repo_slug):
         raise ConfigError(
             "ACTION=cleanup-previews needs the repository whose previews it cleans up (BITBUCKET_REPO_FULL_NAME)",
             "run the pipe in a Bitbucket Pipelines step of that repository",
@@ -91,4 +98,9 @@ def _check_cleanup(settings: PreviewSettings, build: Build, auth: AuthResolution
             "set BITBUCKET_ACCESS_TOKEN (a repository access token with pull-request read) or "
             "ATLASSIAN_ACCOUNT_EMAIL + ATLASSIAN_API_TOKEN as secured variables, or PREVIEW_TTL_DAYS to delete "
             "previews not updated for that many days",
+        )
+    if auth.auth is not None and plain_http_to_remote(api_url):
+        raise ConfigError(
+            "BITBUCKET_API_URL uses plain http:// to a remote host; the Bitbucket credential is not sent there",
+            "use https://",
         )

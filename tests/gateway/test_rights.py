@@ -28,6 +28,7 @@ EXPECTED = {
     Need.DEPLOYMENT_NAME_READ: (True, True),
     Need.DEPLOYMENT_RUN: (False, True),
     Need.DEPLOYMENT_DEPLOY: (False, True),
+    Need.PREVIEW_DELETE: (False, True),
     Need.DEPLOYMENT_OWNED_DELETE: (False, True),
     Need.DEPLOYMENT_CREATE: (False, True),
     Need.FLOW_CREATE: (False, True),
@@ -74,6 +75,7 @@ def names() -> Names:
     known._deployments["dep-1"] = "etl/x"
     known._flows["flow-1"] = "etl"
     known._runs["dep-1"] = "dep-1"
+    known._previews["dep-1"] = True
     return known
 
 
@@ -137,3 +139,18 @@ def test_trailing_slash_and_case_are_not_significant() -> None:
     assert paths.segments(b"/api/Flows/filter/") == ["api", "Flows", "filter"]
     assert paths.segments(b"/api/deployments/name/my%20flow/x") == ["api", "deployments", "name", "my flow", "x"]
     assert paths.override_header(["Content-Type", "X-HTTP-Method-Override"]) == "x-http-method-override"
+
+
+def test_a_deploy_right_deletes_previews_only() -> None:
+    """ACTION=cleanup-previews deletes deployments tagged 'preview'; a deploy right does not reach any other."""
+    known = Names(Upstream("http://127.0.0.1:9/api", "unused:unused"))
+    known._deployments.update({"prod-1": "etl/daily", "pr-1": "etl/daily-pr-7"})
+    known._previews.update({"prod-1": False, "pr-1": True})
+    deployer = Grant(rules=("deployer",), read=False, deploy=("etl/*",))
+    for deployment_id, allowed in (("pr-1", True), ("prod-1", False)):
+        match = rights.match("DELETE", ["deployments", deployment_id])
+        assert match is not None
+        decision = asyncio.run(decide(match, deployer, b"", known))
+        assert decision.allowed is allowed
+        if not allowed:
+            assert decision.missing == "deploy: etl/daily, of a deployment tagged 'preview'"

@@ -18,6 +18,7 @@ from pipe.preview.document import pinned, preview_document, renamed
 COMMIT = "0f3c1e2d4b5a69788796a5b4c3d2e1f00f1e2d3c"
 CLONE = "prefect.deployments.steps.git_clone"
 WORKDIR = "prefect.deployments.steps.set_working_directory"
+ENV: dict[str, str] = {}  # the CLI's environment, for a pull step's {{ $NAME }}
 
 
 def load(tmp_path: Path, **extra: str) -> Config:
@@ -108,7 +109,7 @@ def test_preview_entry(tmp_path: Path) -> None:
     config = load(tmp_path)
     original = document(entry("daily"))
     kept = copy.deepcopy(original)
-    result = preview_document(original, renamed([spec(0, "daily")], config), config)
+    result = preview_document(original, renamed([spec(0, "daily")], config), config, ENV)
     assert original == kept  # the input is not changed
     got = result["deployments"][0]
     assert got["name"] == "daily-pr-7"
@@ -116,8 +117,8 @@ def test_preview_entry(tmp_path: Path) -> None:
     assert "schedule" not in got and got["schedules"] == []
     assert got["triggers"] == []
     assert got["concurrency_limit"] == 1
-    assert got["tags"][:3] == ["preview", "pr:7", "branch:feature/x"]
-    assert got["tags"][3:] == ["etl", "nightly"]
+    assert got["tags"][:4] == ["preview", "pr:7", "branch:feature/x", "repo:acme/repo"]
+    assert got["tags"][4:] == ["etl", "nightly"]
     assert got["work_pool"] == entry("daily")["work_pool"]  # no overrides: untouched
     assert got["entrypoint"] == "flows/etl.py:etl"
     assert result["name"] == "repo"
@@ -126,24 +127,24 @@ def test_preview_entry(tmp_path: Path) -> None:
 def test_tags_are_not_repeated(tmp_path: Path) -> None:
     config = load(tmp_path)
     result = preview_document(
-        document(entry("daily", tags=["etl", "preview", "pr:7"])), renamed([spec(0, "daily")], config), config
+        document(entry("daily", tags=["etl", "preview", "pr:7"])), renamed([spec(0, "daily")], config), config, ENV
     )
-    assert result["deployments"][0]["tags"] == ["preview", "pr:7", "branch:feature/x", "etl"]
+    assert result["deployments"][0]["tags"] == ["preview", "pr:7", "branch:feature/x", "repo:acme/repo", "etl"]
 
 
 def test_entry_without_tags(tmp_path: Path) -> None:
     config = load(tmp_path)
     bare = {"name": "daily", "entrypoint": "flows/etl.py:etl"}
-    result = preview_document(document(bare), renamed([spec(0, "daily")], config), config)
+    result = preview_document(document(bare), renamed([spec(0, "daily")], config), config, ENV)
     got = result["deployments"][0]
-    assert got["tags"] == ["preview", "pr:7", "branch:feature/x"]
+    assert got["tags"] == ["preview", "pr:7", "branch:feature/x", "repo:acme/repo"]
     assert got["schedules"] == [] and got["triggers"] == [] and got["concurrency_limit"] == 1
 
 
 def test_several_entries_in_order(tmp_path: Path) -> None:
     config = load(tmp_path)
     previews = renamed([spec(0, "daily"), spec(1, "hourly")], config)
-    result = preview_document(document(entry("daily"), entry("hourly")), previews, config)
+    result = preview_document(document(entry("daily"), entry("hourly")), previews, config, ENV)
     assert [e["name"] for e in result["deployments"]] == ["daily-pr-7", "hourly-pr-7"]
 
 
@@ -155,7 +156,7 @@ def test_entry_pull_steps_are_pinned_to_the_commit(tmp_path: Path) -> None:
         pull=[clone_step("release")],
     )
     kept = copy.deepcopy(original)
-    result = preview_document(original, renamed([spec(0, "daily")], config), config)
+    result = preview_document(original, renamed([spec(0, "daily")], config), config, ENV)
     pull = result["deployments"][0]["pull"]
     assert pull[0][CLONE]["commit_sha"] == COMMIT
     assert "branch" not in pull[0][CLONE]
@@ -168,7 +169,7 @@ def test_file_level_pull_steps_are_pinned_into_the_entry(tmp_path: Path) -> None
     config = load(tmp_path)
     original = document(entry("daily"), pull=[clone_step(), {WORKDIR: {"directory": "/opt"}}])
     kept = copy.deepcopy(original)
-    result = preview_document(original, renamed([spec(0, "daily")], config), config)
+    result = preview_document(original, renamed([spec(0, "daily")], config), config, ENV)
     pull = result["deployments"][0]["pull"]
     assert pull[0][CLONE]["commit_sha"] == COMMIT and "branch" not in pull[0][CLONE]
     assert pull[1] == {WORKDIR: {"directory": "/opt"}}
@@ -177,7 +178,7 @@ def test_file_level_pull_steps_are_pinned_into_the_entry(tmp_path: Path) -> None
 
 def test_no_pull_steps_stay_none(tmp_path: Path) -> None:
     config = load(tmp_path)
-    result = preview_document(document(entry("daily")), renamed([spec(0, "daily")], config), config)
+    result = preview_document(document(entry("daily")), renamed([spec(0, "daily")], config), config, ENV)
     assert "pull" not in result["deployments"][0]
 
 
@@ -189,7 +190,7 @@ def test_pinned_handles_odd_steps() -> None:
         {WORKDIR: {"directory": "/x"}},
     ]
     kept = copy.deepcopy(steps)
-    result = pinned(steps, COMMIT)
+    result = pinned(steps, COMMIT, lambda repository: True)
     assert result[0] == "not a step"
     assert result[1] == {"my_collection.git_clone": {"commit_sha": COMMIT}}
     assert result[2] == {CLONE: None}
@@ -206,7 +207,7 @@ def test_work_pool_overrides(tmp_path: Path) -> None:
     )
     original = document(entry("daily"))
     kept = copy.deepcopy(original)
-    result = preview_document(original, renamed([spec(0, "daily")], config), config)
+    result = preview_document(original, renamed([spec(0, "daily")], config), config, ENV)
     assert result["deployments"][0]["work_pool"] == {
         "name": "staging",
         "work_queue_name": "previews",
@@ -221,27 +222,46 @@ def test_each_override_alone(tmp_path: Path) -> None:
     pool = entry("daily")["work_pool"]
 
     queue = dataclasses.replace(base, work_queue_name="previews")
-    got = preview_document(document(entry("daily")), specs, queue)["deployments"][0]["work_pool"]
+    got = preview_document(document(entry("daily")), specs, queue, ENV)["deployments"][0]["work_pool"]
     assert got == {**pool, "work_queue_name": "previews"}
 
     named = dataclasses.replace(base, preview=dataclasses.replace(base.preview, work_pool_name="staging"))
-    got = preview_document(document(entry("daily")), specs, named)["deployments"][0]["work_pool"]
+    got = preview_document(document(entry("daily")), specs, named, ENV)["deployments"][0]["work_pool"]
     assert got == {**pool, "name": "staging"}
 
     jobs = dataclasses.replace(base, job_variables={"memory": "1Gi"})
-    got = preview_document(document(entry("daily")), specs, jobs)["deployments"][0]["work_pool"]
+    got = preview_document(document(entry("daily")), specs, jobs, ENV)["deployments"][0]["work_pool"]
     assert got["job_variables"] == {"image": "etl:1", "cpu": 1, "memory": "1Gi"}
 
 
 def test_overrides_on_an_entry_without_a_pool(tmp_path: Path) -> None:
     config = load(tmp_path, WORK_POOL_NAME="staging", JOB_VARIABLES='{"cpu": 2}')
     bare = {"name": "daily", "entrypoint": "flows/etl.py:etl"}
-    result = preview_document(document(bare), renamed([spec(0, "daily", pool=None)], config), config)
+    result = preview_document(document(bare), renamed([spec(0, "daily", pool=None)], config), config, ENV)
     assert result["deployments"][0]["work_pool"] == {"name": "staging", "job_variables": {"cpu": 2}}
 
 
 def test_entry_without_a_pool_and_no_overrides_gets_no_null_pool(tmp_path: Path) -> None:
     config = load(tmp_path)
     bare = {"name": "daily", "entrypoint": "flows/etl.py:etl"}
-    result = preview_document(document(bare), renamed([spec(0, "daily")], config), config)
+    result = preview_document(document(bare), renamed([spec(0, "daily")], config), config, ENV)
     assert result["deployments"][0].get("work_pool", {}) is not None
+
+
+def test_only_this_repositorys_clones_are_pinned(tmp_path: Path) -> None:
+    """A clone of another repository (a shared library) keeps its branch; this one's, however written, is pinned."""
+    config = load(tmp_path)
+    env = {"BITBUCKET_CLONE_DIR": str(tmp_path), "BITBUCKET_GIT_HTTP_ORIGIN": "http://bitbucket.org/acme/repo"}
+    own = [
+        "https://bitbucket.org/acme/repo.git",
+        "git@bitbucket.org:acme/repo.git",
+        "https://x-token-auth:{{ $TOKEN }}@bitbucket.org/acme/Repo",
+        "{{ $BITBUCKET_CLONE_DIR }}",
+        "{{ $BITBUCKET_GIT_HTTP_ORIGIN }}/",
+    ]
+    others = ["https://bitbucket.org/acme/shared-lib.git", "https://bitbucket.org/acme/repo-tools.git", "{{ $OTHER }}"]
+    steps = [{CLONE: {"repository": repository, "branch": "main"}} for repository in own + others]
+    result = preview_document(document(entry("daily", pull=steps)), renamed([spec(0, "daily")], config), config, env)
+    pulled = [step[CLONE] for step in result["deployments"][0]["pull"]]
+    assert [args.get("commit_sha") for args in pulled] == [COMMIT] * len(own) + [None] * len(others)
+    assert [args.get("branch") for args in pulled] == [None] * len(own) + ["main"] * len(others)

@@ -7,6 +7,7 @@ Each test uses a repository name of its own, so clean-ups never see another test
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -308,3 +309,72 @@ def test_cleanup_refusals_delete_nothing(
     unreachable = {"BITBUCKET_ACCESS_TOKEN": TOKEN, "BITBUCKET_API_URL": "http://127.0.0.1:9/2.0"}
     refused(step(pipe_env, repo, sha, full_name, ACTION="cleanup-previews", **unreachable), "could not be reached")
     assert read_deployment(prefect_server, target) is not None
+
+
+SLOW_FLOW = """\
+import time
+
+from prefect import flow, get_run_logger
+
+
+@flow
+def slow(seconds: float = 0.0) -> str:
+    get_run_logger().info("code marker: {marker}")
+    time.sleep(seconds)
+    return "{marker}"
+"""
+
+# Production settings a preview must not take: a schedule, a trigger, a clone that follows main.
+SCHEDULED_YAML = """\
+name: preview-tests
+pull:
+  - prefect.deployments.steps.git_clone:
+      repository: "{{{{ $BITBUCKET_CLONE_DIR }}}}"
+      branch: main
+deployments:
+  - name: {name}
+    entrypoint: flows/slow.py:slow
+    schedules:
+      - cron: "0 3 * * *"
+    triggers:
+      - enabled: true
+        match:
+          prefect.resource.id: "never.*"
+        expect:
+          - "never.happens"
+    work_pool:
+      name: pipe-tests
+"""
+
+
+def test_a_preview_drops_schedules_and_triggers_runs_the_pr_commit_and_its_running_runs_are_cancelled(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+) -> None:
+    full_name = repository()
+    repo.write("flows/slow.py", SLOW_FLOW.format(marker="main-code"))
+    repo.write("prefect.yaml", SCHEDULED_YAML.format(name=repo.a))
+    repo.commit("main")
+    repo.git("checkout", "-q", "-b", BRANCH)
+    repo.write("flows/slow.py", SLOW_FLOW.format(marker="pr-code"))
+    sha = repo.commit("the pull request's change")
+
+    output = ok(preview(pipe_env, repo, sha, full_name, 51, DEPLOYMENT=f"slow/{repo.a}", PREVIEW_RUN="true"))
+    assert "code marker: pr-code" in output  # the clone of main was pinned to the commit
+    deployed = read_deployment(prefect_server, f"slow/{repo.a}-pr-51")
+    assert deployed.schedules == []
+    clone = deployed.pull_steps[0]["prefect.deployments.steps.git_clone"]
+    assert clone["commit_sha"] == sha and "branch" not in clone
+    with sdk_client(prefect_server) as client:
+        assert client.read_resource_related_automations(f"prefect.deployment.{deployed.id}") == []
+        running = client.create_flow_run_from_deployment(deployed.id, parameters={"seconds": 300})
+        deadline = time.monotonic() + 90
+        while client.read_flow_run(running.id).state.type.value != "RUNNING":
+            assert time.monotonic() < deadline, "the long run never started"
+            time.sleep(0.5)
+
+    set_states(bitbucket, full_name, {51: "DECLINED"})
+    done = ok(cleanup(pipe_env, repo, full_name, bitbucket))
+    assert f"Cancelling flow run {running.name}" in done and "it was RUNNING" in done
+    assert read_deployment(prefect_server, f"slow/{repo.a}-pr-51") is None
+    with sdk_client(prefect_server) as client:
+        assert client.read_flow_run(running.id).state.type.value == "CANCELLED"

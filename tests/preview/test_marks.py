@@ -34,7 +34,7 @@ def deployment(
 
 
 def test_tags_and_labels_of_the_build() -> None:
-    assert tags(BUILD) == ["preview", "pr:7", "branch:feature/x"]
+    assert tags(BUILD) == ["preview", "pr:7", "branch:feature/x", f"repo:{REPO}"]
     assert labels(BUILD)["bitbucket.repository"] == REPO
     assert labels(BUILD)["bitbucket.pull_request"] == "7"
 
@@ -89,8 +89,12 @@ def test_another_pull_requests_preview_is_not_own() -> None:
 
 @pytest.mark.parametrize("unlabelled", [{}, None, {"team": "data"}])
 def test_unlabelled_deployment_with_this_pull_requests_tags_is_own(unlabelled: dict[str, str] | None) -> None:
-    found = SimpleNamespace(name="etl-pr-7", tags=["preview", "pr:7", "branch:feature/x", "etl"], labels=unlabelled)
+    mine = ["preview", "pr:7", "branch:feature/x", f"repo:{REPO}", "etl"]
+    found = SimpleNamespace(name="etl-pr-7", tags=mine, labels=unlabelled)
     assert is_own_preview(found, BUILD, TEMPLATE) is True
+    # Another repository's unlabelled preview of a pull request with the same number and branch is not.
+    theirs = SimpleNamespace(name="etl-pr-7", tags=[*mine[:3], "repo:acme/other"], labels=unlabelled)
+    assert is_own_preview(theirs, BUILD, TEMPLATE) is False
 
 
 @pytest.mark.parametrize(

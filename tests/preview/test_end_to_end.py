@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,67 +15,19 @@ from typing import Any
 import pytest
 
 from tests.bitbucket.standin import BitbucketStandIn
-from tests.deploy.repo import Repo, deploy_env, fail_line, read_deployment
+from tests.deploy.repo import Repo, fail_line, read_deployment
+from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
 from tests.support.leaks import assert_no_secrets
-from tests.support.pipe import ROOT, PipeResult, run_pipe, step_uuid
+from tests.support.pipe import PipeResult, step_uuid
 from tests.support.prefect_server import PrefectServer, sdk_client
 
 pytestmark = pytest.mark.prefect
-
-TOKEN = "bbat-preview-T0ken-0a1b2c3d4e5f"
-BRANCH = "feature/new-etl"
 
 
 @pytest.fixture()
 def bitbucket() -> Iterator[BitbucketStandIn]:
     with BitbucketStandIn(expect_authorization=f"Bearer {TOKEN}") as server:
         yield server
-
-
-def repository() -> str:
-    return f"acme/repo-{uuid.uuid4().hex[:8]}"
-
-
-def step(pipe_env: dict[str, str], repo: Repo, sha: str, full_name: str, **extra: str) -> PipeResult:
-    """The pipe in the clone of ``repo`` at ``sha``, as a step of ``full_name``'s pipeline."""
-    workspace, slug = full_name.split("/")
-    env = deploy_env(
-        pipe_env,
-        repo,
-        sha,
-        BITBUCKET_REPO_FULL_NAME=full_name,
-        BITBUCKET_WORKSPACE=workspace,
-        BITBUCKET_REPO_SLUG=slug,
-        BITBUCKET_REPO_OWNER=workspace,
-        **extra,
-    )
-    return run_pipe({**env, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"}, cwd=repo.path)
-
-
-def preview(pipe_env: dict[str, str], repo: Repo, sha: str, full_name: str, pr: int, **extra: str) -> PipeResult:
-    pull_request = {
-        "ACTION": "preview",
-        "BITBUCKET_PR_ID": str(pr),
-        "BITBUCKET_BRANCH": BRANCH,
-        "BITBUCKET_PR_DESTINATION_BRANCH": "main",
-    }
-    return step(pipe_env, repo, sha, full_name, **{**pull_request, **extra})
-
-
-def cleanup(
-    pipe_env: dict[str, str], repo: Repo, full_name: str, bitbucket: BitbucketStandIn | None, **extra: str
-) -> PipeResult:
-    credential = {"BITBUCKET_ACCESS_TOKEN": TOKEN, "BITBUCKET_API_URL": bitbucket.api_url} if bitbucket else {}
-    sha = repo.git("rev-parse", "HEAD")
-    return step(
-        pipe_env, repo, sha, full_name, ACTION="cleanup-previews", BITBUCKET_BRANCH="main", **credential, **extra
-    )
-
-
-def set_states(bitbucket: BitbucketStandIn, full_name: str, states: dict[int, str]) -> None:
-    workspace, slug = full_name.split("/")
-    for pr, state in states.items():
-        bitbucket.pull_requests[(workspace, slug, pr)] = state
 
 
 def make_older(server: PrefectServer, deployment_id: Any, days: int) -> None:

@@ -1,0 +1,82 @@
+"""Preview deployments through the real gateway: a pull-request build deploys, labels and runs its
+previews with rights on the previews' names only, and the clean-up on main deletes them — while the same
+rights delete no production deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.bitbucket.standin import BitbucketStandIn
+from tests.deploy.conftest import repo  # noqa: F401 - the fixture
+from tests.deploy.repo import Repo, read_deployment
+from tests.gateway.conftest import REPO, GatewayProcess, LoopbackIssuer, start_gateway
+from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
+from tests.support.prefect_server import PrefectServer
+
+PREVIEWS = "pinned-code/*-pr-*"
+
+
+@pytest.fixture()
+def preview_gateway(prefect_server: PrefectServer, issuer: LoopbackIssuer, tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A gateway whose policy gives this repository's pull requests and main rights on previews only."""
+    policy = {
+        "issuer": issuer.url,
+        "audiences": ["prefect-gateway.test.example"],
+        "upstream": prefect_server.api_url,
+        "rules": [
+            {
+                "name": "previews",
+                "when": {"repositoryUuid": REPO},
+                "allow": {"read": True, "run": [PREVIEWS], "deploy": [PREVIEWS]},
+            }
+        ],
+    }
+    process = start_gateway(policy, tmp_path / "gateway")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def through(pipe_env: dict[str, str], gateway: GatewayProcess, token: str) -> dict[str, str]:
+    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
+    env.update(
+        PREFECT_API_URL=f"{gateway.url}/api", TOKEN_EXCHANGE_URL=f"{gateway.url}/token", BITBUCKET_STEP_OIDC_TOKEN=token
+    )
+    return env
+
+
+@pytest.mark.prefect
+def test_previews_are_deployed_run_and_cleaned_up_through_the_gateway(
+    pipe_env: dict[str, str],
+    prefect_server: PrefectServer,
+    preview_gateway: GatewayProcess,
+    issuer: LoopbackIssuer,
+    repo: Repo,  # noqa: F811 - the fixture
+) -> None:
+    full_name = repository()
+    sha = repo.standard("through-the-gateway")
+    name = f"pinned-code/{repo.a}"
+    on_branch = through(pipe_env, preview_gateway, issuer.token(branchName=BRANCH))
+    result = preview(on_branch, repo, sha, full_name, 61, DEPLOYMENT=name, PREVIEW_RUN="true")
+    assert result.code == 0, result
+    assert "code marker: through-the-gateway" in result.output
+    deployed = read_deployment(prefect_server, f"{name}-pr-61")
+    assert deployed.labels["bitbucket.repository"] == full_name
+
+    # The same rights cannot deploy (or delete) the production deployment.
+    refused = step(on_branch, repo, sha, full_name, ACTION="deploy", DEPLOYMENT=name)
+    assert refused.code == 1 and f"'deploy: {name}'" in refused.output, refused.output
+    assert read_deployment(prefect_server, name) is None
+
+    with BitbucketStandIn(expect_authorization=f"Bearer {TOKEN}") as bitbucket:
+        set_states(bitbucket, full_name, {61: "MERGED"})
+        on_main = through(pipe_env, preview_gateway, issuer.token(branchName="main"))
+        done = cleanup(on_main, repo, full_name, bitbucket)
+    assert done.code == 0, done
+    assert read_deployment(prefect_server, f"{name}-pr-61") is None
+    deletes = [a for a in preview_gateway.audit_lines() if a["method"] == "DELETE" and "/deployments/" in a["path"]]
+    assert [(a["decision"], a["deployment"]) for a in deletes] == [("allow", f"{name}-pr-61")]

@@ -3,8 +3,9 @@ Bitbucket statuses and reports) is built from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 
@@ -23,8 +24,27 @@ class RunInfo:
     deployment_url: str | None = None
 
 
+@dataclass(kw_only=True)
+class Stall:
+    """Why a run went nowhere, when the waiter could tell. ``never_started``: it was not final and never
+    left Scheduled/Pending (no worker took it), with ``live_workers`` of its pool (None: unknown).
+    ``crashed_before_flow``: it crashed before its flow began (in a pull step, ``last_step``, or loading
+    the flow): the cause is in the worker's log."""
+
+    never_started: bool = False
+    crashed_before_flow: bool = False
+    work_pool: str | None = None
+    work_queue: str | None = None
+    live_workers: int | None = None
+    last_step: str | None = None
+
+    def stall(self) -> dict[str, Any]:
+        """These fields alone, to hand on (``dataclasses.replace(result, **outcome.stall())``)."""
+        return {item.name: getattr(self, item.name) for item in fields(Stall)}
+
+
 @dataclass
-class RunResult:
+class RunResult(Stall):
     """How the wait ended. ``state_type`` is a Prefect StateType value (COMPLETED, FAILED, ...)."""
 
     run: RunInfo
@@ -36,13 +56,6 @@ class RunResult:
     timed_out: bool = False
     stopped: bool = False  # the step was stopped (SIGTERM/SIGINT)
     cancel_requested: bool = False
-    # Why a run went nowhere, when the waiter could tell: no worker took it, or it crashed in its pull steps.
-    never_started: bool = False
-    crashed_before_flow: bool = False
-    work_pool: str | None = None
-    work_queue: str | None = None
-    live_workers: int | None = None
-    last_step: str | None = None
 
     @property
     def succeeded(self) -> bool:

@@ -452,19 +452,23 @@ class PrefectApi:
         except ObjectNotFound:
             return None
 
+    async def require_deployment_labels(self, doing: str, consequence: str = "") -> None:
+        """Refuse a server that keeps no labels on deployments: previews are found again by them."""
+        await self.contact(doing)
+        if not accepts_labels(self.server_version):
+            raise PrefectError(
+                f"the Prefect server at {self.host} ({self.server_version}) keeps no labels on deployments, which "
+                f"previews need to be found again{consequence}",
+                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
+            )
+
     async def label_deployment(self, deployment: DeploymentResponse, labels: dict[str, str]) -> DeploymentResponse:
         """Add ``labels`` to a deployment. Only creation takes labels (an update has no such field), so
         this is the create call's upsert with the deployment's own name and flow: the server changes
         just the fields sent, and resets ``parameters`` unless they are sent too."""
         from prefect.client.schemas.responses import DeploymentResponse
 
-        await self.contact("labelling the deployment")
-        if not accepts_labels(self.server_version):
-            raise PrefectError(
-                f"the Prefect server at {self.host} ({self.server_version}) keeps no labels on deployments, which "
-                "previews need to be found again",
-                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
-            )
+        await self.require_deployment_labels("labelling the deployment")
         body = {
             "name": deployment.name,
             "flow_id": str(deployment.flow_id),

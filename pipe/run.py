@@ -321,16 +321,7 @@ async def wait_for_all(config: Config, api: PrefectApi, runs: list[RunInfo]) -> 
     results = []
     for id_, info in zip(ids, runs, strict=True):
         outcome = outcomes[id_]
-        result = dataclasses.replace(
-            _result(info, outcome.flow_run),
-            timed_out=outcome.timed_out,
-            never_started=outcome.never_started,
-            crashed_before_flow=outcome.crashed_before_flow,
-            work_pool=outcome.work_pool,
-            work_queue=outcome.work_queue,
-            live_workers=outcome.live_workers,
-            last_step=outcome.last_step,
-        )
+        result = dataclasses.replace(_result(info, outcome.flow_run), timed_out=outcome.timed_out, **outcome.stall())
         results.append(result)
     if config.cancel_on_timeout:
         await for_each(api, [r for r in results if r.timed_out], lambda r: _cancel(api, r.run, r))

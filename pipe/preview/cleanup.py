@@ -24,7 +24,6 @@ from pipe.deadlines import in_background
 from pipe.errors import PrefectError, Stopped
 from pipe.outcome import FINAL_STATES
 from pipe.prefect_api import PrefectApi
-from pipe.prefect_compat import LABELS_SINCE, accepts_labels
 from pipe.preview import marks
 from pipe.remote_text import one_line
 
@@ -50,13 +49,7 @@ class Decision:
 async def cleanup(config: Config, credential: Credential) -> int:
     repository = config.build.repository or ""
     async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-        await api.contact("finding the preview deployments")
-        if not accepts_labels(api.server_version):
-            raise PrefectError(
-                f"the Prefect server at {api.host} ({api.server_version}) keeps no labels on deployments, so its "
-                "previews cannot be told apart",
-                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
-            )
+        await api.require_deployment_labels("finding the preview deployments")
         tagged = await api.deployments_tagged(marks.TAG)
         found = [(d, pr) for d in tagged if (pr := marks.preview_of(d, repository, config.preview.name_template))]
         others = len(tagged) - len(found)

@@ -13,7 +13,6 @@ from pipe.deadlines import run_unless_stopped
 from pipe.deploy.project import DeploymentSpec
 from pipe.errors import DeployError
 from pipe.prefect_api import PrefectApi
-from pipe.prefect_compat import LABELS_SINCE, accepts_labels
 from pipe.preview import marks
 
 
@@ -27,13 +26,7 @@ def check_names(
 async def _check_names(config: Config, credential: Credential, previews: list[DeploymentSpec]) -> None:
     build = config.build
     async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-        await api.contact("checking the preview deployments")
-        if not accepts_labels(api.server_version):
-            raise DeployError(
-                f"the Prefect server at {api.host} ({api.server_version}) keeps no labels on deployments, which "
-                "previews need to be found again; nothing was deployed",
-                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
-            )
+        await api.require_deployment_labels("checking the preview deployments", "; nothing was deployed")
         for spec in previews:
             for flow in spec.flow_names or (spec.label.partition("/")[0],):  # each name the flow may go by
                 existing = await api.find_deployment(f"{flow}/{spec.name}")

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pipe import console
 from pipe.errors import PipeError
+from pipe.outcome import Stall
 from pipe.prefect_api import PrefectApi
 from pipe.waiter.states import NOT_STARTED, FollowedRun
 
@@ -22,22 +23,12 @@ WORKERS_READ_SECONDS = 3.0  # the read of a pool's live workers, for a run nobod
 
 
 @dataclass
-class WaitOutcome:
-    """How the wait for one run ended: the run as last read; ``timed_out`` if it was not final.
-
-    ``never_started``: it timed out without leaving Scheduled/Pending (no worker took it), with
-    ``live_workers`` of its pool (None: unknown). ``crashed_before_flow``: it crashed before its
-    flow began (in a pull step, ``last_step``, or loading the flow): the cause is in the worker's log.
-    """
+class WaitOutcome(Stall):
+    """How the wait for one run ended: the run as last read; ``timed_out`` if it was not final; why it
+    went nowhere (:class:`~pipe.outcome.Stall`), when it did."""
 
     flow_run: FlowRun
     timed_out: bool = False
-    never_started: bool = False
-    crashed_before_flow: bool = False
-    work_pool: str | None = None
-    work_queue: str | None = None
-    live_workers: int | None = None
-    last_step: str | None = None
 
 
 async def outcomes(api: PrefectApi, runs: list[FollowedRun]) -> dict[UUID, WaitOutcome]:

@@ -121,7 +121,22 @@ def pipe_image(
 ) -> Iterator[Image]:
     """The pipe's image, built from the repository's Dockerfile on ``base_image``."""
     tag = f"prefect-trigger:pytest-{uuid.uuid4().hex[:8]}"
-    log = tmp_path_factory.mktemp("image") / "build.log"
+    seconds = build_image(base_image, tag, tmp_path_factory.mktemp("image") / "build.log")
+    image = Image(tag, base_image, image_size(tag), image_size(base_image), seconds)
+    say(
+        request.config,
+        f"built {tag} on {base_image} in {seconds:.0f}s: {image.size / 1e6:.1f} MB, "
+        f"{image.added_mb:.1f} MB over the base",
+    )
+    try:
+        yield image
+    finally:
+        docker("image", "rm", tag, check=False)  # layers stay cached for the next build
+
+
+def build_image(base_image: str, tag: str, log: Path, target: str | None = None) -> float:
+    """``docker build`` of the repository's Dockerfile (its ``target`` stage) on ``base_image`` as ``tag``,
+    the output in ``log``; the seconds it took. A failure fails the test with the log's end."""
     start = time.monotonic()
     with log.open("w") as out:
         try:
@@ -133,6 +148,7 @@ def pipe_image(
                     "host",
                     "--build-arg",
                     f"BASE_IMAGE={base_image}",
+                    *(["--target", target] if target else []),
                     "-t",
                     tag,
                     str(ROOT),
@@ -145,19 +161,10 @@ def pipe_image(
             )
         except subprocess.TimeoutExpired:
             pytest.fail(f"docker build did not finish within {BUILD_TIMEOUT}s; see {log}", pytrace=False)
-    seconds = time.monotonic() - start
     if proc.returncode != 0:
-        pytest.fail(f"docker build failed (exit {proc.returncode}):\n{tail(log.read_text())}", pytrace=False)
-    image = Image(tag, base_image, image_size(tag), image_size(base_image), seconds)
-    say(
-        request.config,
-        f"built {tag} on {base_image} in {seconds:.0f}s: {image.size / 1e6:.1f} MB, "
-        f"{image.added_mb:.1f} MB over the base",
-    )
-    try:
-        yield image
-    finally:
-        docker("image", "rm", tag, check=False)  # layers stay cached for the next build
+        what = f"docker build --target {target}" if target else "docker build"
+        pytest.fail(f"{what} failed (exit {proc.returncode}):\n{tail(log.read_text())}", pytrace=False)
+    return time.monotonic() - start
 
 
 def run_container(image: Image, env: Mapping[str, str], workdir: Path, timeout: float = RUN_TIMEOUT) -> PipeResult:

@@ -14,9 +14,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.container.conftest import BUILD_TIMEOUT, docker, image_size, say, tail
-from tests.gateway.conftest import SIGNING_KEY, LoopbackIssuer, bearer, leaked, policy_document
-from tests.support.pipe import ROOT
+from tests.container.conftest import build_image, docker, image_size, say
+from tests.gateway.conftest import (  # noqa: F401 - issuer: the fixture
+    SIGNING_KEY,
+    LoopbackIssuer,
+    bearer,
+    issuer,
+    leaked,
+    policy_document,
+)
 from tests.support.prefect_server import AUTH_STRING, PrefectServer
 from tests.support.processes import free_port
 
@@ -30,47 +36,14 @@ def gateway_image(
     base_image: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     tag = f"prefect-trigger-gateway:pytest-{uuid.uuid4().hex[:8]}"
-    log = tmp_path_factory.mktemp("gateway-image") / "build.log"
-    start = time.monotonic()
-    with log.open("w") as out:
-        proc = subprocess.run(
-            [
-                "docker",
-                "build",
-                "--network",
-                "host",
-                "--build-arg",
-                f"BASE_IMAGE={base_image}",
-                "--target",
-                "gateway",
-                "-t",
-                tag,
-                str(ROOT),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            timeout=BUILD_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    if proc.returncode != 0:
-        pytest.fail(f"docker build --target gateway failed:\n{tail(log.read_text())}", pytrace=False)
+    seconds = build_image(base_image, tag, tmp_path_factory.mktemp("gateway-image") / "build.log", target="gateway")
     added = (image_size(tag) - image_size(base_image)) / 1e6
-    say(request.config, f"built {tag} in {time.monotonic() - start:.0f}s: {added:.1f} MB over the base")
+    say(request.config, f"built {tag} in {seconds:.0f}s: {added:.1f} MB over the base")
     assert added < ADDED_SIZE_BUDGET_MB
     try:
         yield tag
     finally:
         docker("image", "rm", tag, check=False)
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LoopbackIssuer]:
-    server = LoopbackIssuer()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def run_gateway(tag: str, policy: Path, port: int, env: dict[str, str]) -> str:
@@ -98,7 +71,10 @@ def test_image_without_secrets_exits_1_with_one_line(gateway_image: str, tmp_pat
 
 @pytest.mark.prefect
 def test_image_serves_the_policy_in_front_of_the_real_server(
-    gateway_image: str, issuer: LoopbackIssuer, prefect_server: PrefectServer, tmp_path: Path
+    gateway_image: str,
+    issuer: LoopbackIssuer,  # noqa: F811 - the gateway tests' fixture
+    prefect_server: PrefectServer,
+    tmp_path: Path,
 ) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(policy_document(issuer, prefect_server.api_url)))

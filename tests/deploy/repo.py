@@ -16,6 +16,7 @@ from typing import Any
 from pipe.auth import authenticate
 from pipe.config import DeploymentRef, Target, load
 from pipe.deploy import deploy
+from tests.support.pipe import PipeResult
 from tests.support.prefect_server import PrefectServer
 
 FLOW = '''\
@@ -119,6 +120,16 @@ def read_deployment(server: PrefectServer, name: str) -> Any | None:
             return client.read_deployment_by_name(name)
         except ObjectNotFound:
             return None
+
+
+def assert_clean_failure(result: PipeResult, *expected: str) -> str:
+    """Exit 1 with one ✖ line holding each of ``expected``, and no traceback; the line."""
+    assert result.code == 1, result
+    line = fail_line(result.output)
+    for text in expected:
+        assert text in line, result
+    assert "Traceback" not in result.output, result
+    return line
 
 
 def fail_line(output: str) -> str:

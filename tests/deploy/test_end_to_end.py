@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.deploy.repo import Repo, deploy_env, fail_line, read_deployment
+from tests.deploy.repo import Repo, assert_clean_failure, deploy_env, read_deployment
 from tests.support.leaks import assert_no_secrets
 from tests.support.pipe import ROOT, PipeResult, run_pipe
 from tests.support.prefect_server import PrefectServer
@@ -25,14 +25,6 @@ def pipe_in_clone(env: dict[str, str], repo: Repo) -> PipeResult:
     """`python -m pipe` as the image runs it: in the clone, the pipe on PYTHONPATH, the clone never
     importable as the pipe (PYTHONSAFEPATH)."""
     return run_pipe({**env, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"}, cwd=repo.path)
-
-
-def assert_clean_failure(result: PipeResult, *expected: str) -> None:
-    assert result.code == 1, result
-    line = fail_line(result.output)
-    for text in expected:
-        assert text in line, result
-    assert "Traceback" not in result.output, result
 
 
 @needs_wiring

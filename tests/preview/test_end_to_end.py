@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.bitbucket.standin import BitbucketStandIn
-from tests.deploy.repo import Repo, fail_line, read_deployment
+from tests.deploy.repo import Repo, assert_clean_failure, read_deployment
 from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
 from tests.support.leaks import assert_no_secrets
 from tests.support.pipe import PipeResult, step_uuid
@@ -42,15 +42,6 @@ def ok(result: PipeResult) -> str:
     assert result.code == 0, result
     assert "Traceback" not in result.output, result
     return result.output
-
-
-def refused(result: PipeResult, *expected: str) -> str:
-    assert result.code == 1, result
-    line = fail_line(result.output)
-    for text in expected:
-        assert text in line, result
-    assert "Traceback" not in result.output, result
-    return line
 
 
 # -- ACTION=preview ------------------------------------------------------------------------------------------
@@ -150,7 +141,7 @@ def test_a_preview_never_overwrites_a_deployment_that_is_not_its_own(
     with sdk_client(prefect_server) as client:
         flow_id = client.read_flow_by_name("pinned-code").id
         taken = client.create_deployment(flow_id=flow_id, name=f"{repo.a}-pr-3", tags=["prod"], version="prod-1")
-    line = refused(
+    line = assert_clean_failure(
         preview(pipe_env, repo, sha, full_name, 3, DEPLOYMENT=f"pinned-code/{repo.a}"),
         f"pinned-code/{repo.a}-pr-3 already exists and is not a preview",
         "PREVIEW_NAME",
@@ -174,7 +165,9 @@ def test_preview_refusals_create_nothing(
 ) -> None:
     full_name = repository()
     sha = repo.standard()
-    refused(preview(pipe_env, repo, sha, full_name, 4, DEPLOYMENT=f"pinned-code/{repo.a}", **extra), expected)
+    assert_clean_failure(
+        preview(pipe_env, repo, sha, full_name, 4, DEPLOYMENT=f"pinned-code/{repo.a}", **extra), expected
+    )
     with sdk_client(prefect_server) as client:
         from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
@@ -248,17 +241,19 @@ def test_cleanup_refusals_delete_nothing(
     ok(preview(pipe_env, repo, sha, full_name, 41, DEPLOYMENT=f"pinned-code/{repo.a}"))
     set_states(bitbucket, full_name, {41: "MERGED"})
 
-    refused(cleanup(pipe_env, repo, full_name, None), "BITBUCKET_ACCESS_TOKEN", "PREVIEW_TTL_DAYS")
+    assert_clean_failure(cleanup(pipe_env, repo, full_name, None), "BITBUCKET_ACCESS_TOKEN", "PREVIEW_TTL_DAYS")
     bitbucket.forbidden = True
-    refused(cleanup(pipe_env, repo, full_name, bitbucket), "BITBUCKET_ACCESS_TOKEN", "403")
+    assert_clean_failure(cleanup(pipe_env, repo, full_name, bitbucket), "BITBUCKET_ACCESS_TOKEN", "403")
     bitbucket.forbidden = False
     bitbucket.always_fail = 503
-    refused(cleanup(pipe_env, repo, full_name, bitbucket), "nothing was deleted")
+    assert_clean_failure(cleanup(pipe_env, repo, full_name, bitbucket), "nothing was deleted")
     bitbucket.always_fail = None
     bitbucket.pull_requests.clear()  # Bitbucket knows no such pull request
-    refused(cleanup(pipe_env, repo, full_name, bitbucket), "#41", "404")
+    assert_clean_failure(cleanup(pipe_env, repo, full_name, bitbucket), "#41", "404")
     unreachable = {"BITBUCKET_ACCESS_TOKEN": TOKEN, "BITBUCKET_API_URL": "http://127.0.0.1:9/2.0"}
-    refused(step(pipe_env, repo, sha, full_name, ACTION="cleanup-previews", **unreachable), "could not be reached")
+    assert_clean_failure(
+        step(pipe_env, repo, sha, full_name, ACTION="cleanup-previews", **unreachable), "could not be reached"
+    )
     assert read_deployment(prefect_server, target) is not None
 
 

@@ -9,11 +9,6 @@ of a passing and a failing flow, and the slow dead-server cases).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +21,7 @@ from tests.faults import checks, leakscan
 from tests.faults.checks import Verdict
 from tests.faults.proxy import Fault, FaultProxy, Schedule
 from tests.faults.tally import TALLY
-from tests.support.pipe import ROOT, PipeResult, run_pipe
+from tests.support.pipe import BackgroundPipe, PipeResult, run_pipe
 from tests.support.prefect_server import PrefectInspector, PrefectServer
 from tests.support.proxy import Request
 
@@ -336,60 +331,6 @@ def test_dead_server_mid_wait_with_a_long_timeout(
 
 
 # -- the step is stopped ---------------------------------------------------------------------------
-
-
-class BackgroundPipe:
-    """`python -m pipe` in the background, its output collected line by line."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipe"],
-            env={**base, **env},
-            cwd=str(ROOT),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.append(raw.decode("utf-8", "replace"))
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate(self.output):
-                return True
-            if self.proc.poll() is not None:
-                return predicate(self.output)
-            time.sleep(0.1)
-        return False
-
-    def stop(self, timeout: float) -> tuple[int | None, float]:
-        """SIGTERM, as Bitbucket sends when the step is stopped; the exit code and how long it took."""
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code: int | None = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            code = None
-        took = time.monotonic() - started
-        self.kill()
-        self._reader.join(timeout=5)
-        return code, took
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
 
 def _running(output: str) -> bool:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from tests.bitbucket.standin import BitbucketStandIn
-from tests.deploy.repo import Repo, assert_clean_failure, read_deployment
+from tests.deploy.repo import Repo, assert_clean_failure, deploy_env, read_deployment
 from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
 from tests.support.leaks import assert_no_secrets
-from tests.support.pipe import PipeResult, step_uuid
+from tests.support.pipe import ROOT, BackgroundPipe, PipeResult, step_uuid
 from tests.support.prefect_server import PrefectServer, sdk_client
 
 pytestmark = pytest.mark.prefect
@@ -324,3 +324,37 @@ def test_a_preview_drops_schedules_and_triggers_runs_the_pr_commit_and_its_runni
     assert read_deployment(prefect_server, f"slow/{repo.a}-pr-51") is None
     with sdk_client(prefect_server) as client:
         assert client.read_flow_run(running.id).state.type.value == "CANCELLED"
+
+
+def test_a_stopped_cleanup_stops_at_once_and_deletes_nothing(
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+) -> None:
+    """Bitbucket answers slowly; the step is stopped while it asks: the pipe ends within seconds, says
+    nothing was deleted, and nothing was."""
+    full_name = repository()
+    sha = repo.standard()
+    target = f"pinned-code/{repo.a}-pr-71"
+    ok(preview(pipe_env, repo, sha, full_name, 71, DEPLOYMENT=f"pinned-code/{repo.a}"))
+    set_states(bitbucket, full_name, {71: "MERGED"})
+    bitbucket.delay = 8.0
+    workspace, slug = full_name.split("/")
+    env = {
+        **deploy_env(pipe_env, repo, sha, ACTION="cleanup-previews", BITBUCKET_BRANCH="main"),
+        "BITBUCKET_REPO_FULL_NAME": full_name,
+        "BITBUCKET_WORKSPACE": workspace,
+        "BITBUCKET_REPO_SLUG": slug,
+        "BITBUCKET_ACCESS_TOKEN": TOKEN,
+        "BITBUCKET_API_URL": bitbucket.api_url,
+        "PYTHONPATH": str(ROOT),
+        "PYTHONSAFEPATH": "1",
+    }
+    step = BackgroundPipe(env, cwd=repo.path)
+    try:
+        asking = lambda _: any("/pullrequests/" in r.path for r in bitbucket.received)  # noqa: E731 - on arrival
+        assert step.wait_for(asking, timeout=60), step.output
+        code, took = step.stop(timeout=15)
+    finally:
+        step.kill()
+    assert code == 143 and took < 5, (code, took, step.output)
+    assert "stopped before any preview was deleted" in step.output, step.output
+    assert read_deployment(prefect_server, target) is not None

@@ -4,9 +4,12 @@ with only the step's variables, and what it printed and returned."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +60,57 @@ def run_pipe(env: Mapping[str, str], timeout: float = 300, cwd: Path | None = No
         check=False,
     )
     return PipeResult(proc.returncode, proc.stdout.decode("utf-8", "replace"))
+
+
+class BackgroundPipe:
+    """`python -m pipe` in the background, its output collected line by line."""
+
+    def __init__(self, env: dict[str, str], cwd: Path | None = None) -> None:
+        base = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipe"],
+            env={**base, **env},
+            cwd=str(cwd or ROOT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(raw.decode("utf-8", "replace"))
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate(self.output):
+                return True
+            if self.proc.poll() is not None:
+                return predicate(self.output)
+            time.sleep(0.1)
+        return False
+
+    def stop(self, timeout: float) -> tuple[int | None, float]:
+        """SIGTERM, as Bitbucket sends when the step is stopped; the exit code and how long it took."""
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code: int | None = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.monotonic() - started
+        self.kill()
+        self._reader.join(timeout=5)
+        return code, took
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)

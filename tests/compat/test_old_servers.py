@@ -16,6 +16,7 @@ import pytest
 from pipe.prefect_compat import LABELS_SINCE, LOWEST_SUPPORTED, parse_version
 from tests.compat.servers import LOWEST, MIDDLE, TOO_OLD, api, count_flow_runs, old_server
 from tests.deploy.repo import Repo
+from tests.preview.labelling import assert_labelling_changes_nothing_else
 from tests.support.pipe import BITBUCKET_ENV, ROOT, PipeResult, run_pipe, step_uuid
 from tests.support.prefect_server import PrefectServer
 
@@ -187,3 +188,11 @@ def test_previews_need_deployment_labels(server: PrefectServer, tmp_path: Path) 
     dry = run_pipe({**env, "ACTION": "cleanup-previews", "PREVIEW_TTL_DAYS": "1", "DRY_RUN": "true"}, cwd=repo.path)
     assert dry.code == 0, dry
     assert f"pinned-code/{name}" in dry.output and "keep" in dry.output, dry
+
+
+def test_labelling_a_deployment_changes_nothing_else(server: PrefectServer) -> None:
+    version = parse_version(server_version(server))
+    assert version is not None
+    if not version.at_least(LABELS_SINCE):
+        pytest.skip(f"Prefect {version} keeps no labels on deployments (previews are refused there)")
+    assert_labelling_changes_nothing_else(server)

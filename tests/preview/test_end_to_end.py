@@ -16,6 +16,7 @@ import pytest
 
 from tests.bitbucket.standin import BitbucketStandIn
 from tests.deploy.repo import Repo, assert_clean_failure, deploy_env, read_deployment
+from tests.preview.labelling import assert_labelling_changes_nothing_else
 from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
 from tests.support.leaks import assert_no_secrets
 from tests.support.pipe import ROOT, BackgroundPipe, PipeResult, step_uuid
@@ -358,3 +359,7 @@ def test_a_stopped_cleanup_stops_at_once_and_deletes_nothing(
     assert code == 143 and took < 5, (code, took, step.output)
     assert "stopped before any preview was deleted" in step.output, step.output
     assert read_deployment(prefect_server, target) is not None
+
+
+def test_labelling_a_deployment_changes_nothing_else(prefect_server: PrefectServer) -> None:
+    assert_labelling_changes_nothing_else(prefect_server)

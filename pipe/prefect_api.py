@@ -24,7 +24,6 @@ from pipe.config import DeploymentRef
 from pipe.credentials import Credential
 from pipe.errors import DeploymentNotFound, PrefectError
 from pipe.prefect_compat import (
-    LABELS_SINCE,
     ServerVersion,
     accepts_labels,
     check_supported,
@@ -52,7 +51,6 @@ CALL_BUDGET_SECONDS = 60.0
 FIRST_CONTACT_PAUSE_SECONDS = 1.0
 RETRIED_STATUS = (408, 429, 500, 502, 503, 504)
 LOGS_PAGE = TASK_RUNS_PAGE = PAGE = 200  # the server's maximum
-MAX_LISTED = 5000  # deployments read by one listing (25 pages)
 
 
 def flow_run_ui_url(api_url: str, ui_url: str | None, flow_run_id: str) -> str:
@@ -302,6 +300,9 @@ class PrefectApi:
     def flow_run_url(self, flow_run_id: Any) -> str:
         return flow_run_ui_url(self.api_url, self.ui_url, str(flow_run_id))
 
+    def deployment_url(self, deployment_id: Any) -> str:
+        return f"{ui_base_url(self.api_url, self.ui_url)}/deployments/deployment/{deployment_id}"
+
     # -- errors ------------------------------------------------------------------------------------
 
     async def call(self, doing: str, request: Awaitable[T]) -> T:
@@ -429,133 +430,6 @@ class PrefectApi:
         """Whether the server has a variable of that name (``{{ prefect.variables.<name> }}``)."""
         found = await self.call(f"reading variable {name!r}", self.client.read_variable_by_name(_path_segment(name)))
         return found is not None
-
-    # -- preview deployments (ACTION=preview, ACTION=cleanup-previews) ------------------------------
-
-    async def find_deployment(self, name: str) -> DeploymentResponse | None:
-        """The deployment ``flow/deployment``, or None when there is none."""
-        from prefect.exceptions import ObjectNotFound
-
-        try:
-            return await self.read_deployment(DeploymentRef(name))
-        except DeploymentNotFound:
-            return None
-        except ObjectNotFound:  # pragma: no cover - read_deployment translates it
-            return None
-
-    async def find_deployment_by_id(self, deployment_id: Any) -> DeploymentResponse | None:
-        """The deployment with this id, or None when it is gone."""
-        from prefect.exceptions import ObjectNotFound
-
-        try:
-            return await self.call("reading the deployment", self.client.read_deployment(deployment_id))
-        except ObjectNotFound:
-            return None
-
-    async def require_deployment_labels(self, doing: str, consequence: str = "") -> None:
-        """Refuse a server that keeps no labels on deployments: previews are found again by them."""
-        await self.contact(doing)
-        if not accepts_labels(self.server_version):
-            raise PrefectError(
-                f"the Prefect server at {self.host} ({self.server_version}) keeps no labels on deployments, which "
-                f"previews need to be found again{consequence}",
-                f"upgrade the server to Prefect {LABELS_SINCE} or newer",
-            )
-
-    async def label_deployment(self, deployment: DeploymentResponse, labels: dict[str, str]) -> DeploymentResponse:
-        """Add ``labels`` to a deployment. Only creation takes labels (an update has no such field), so
-        this is the create call's upsert with the deployment's own name and flow: the server changes
-        just the fields sent, and resets ``parameters`` unless they are sent too."""
-        from prefect.client.schemas.responses import DeploymentResponse
-
-        await self.require_deployment_labels("labelling the deployment")
-        body = {
-            "name": deployment.name,
-            "flow_id": str(deployment.flow_id),
-            "labels": {**(deployment.labels or {}), **labels},
-            "parameters": deployment.parameters,
-        }
-        response = await self.call(
-            f"labelling deployment {deployment.name!r}", self.client.request("POST", "/deployments/", json=body)
-        )
-        return DeploymentResponse.model_validate(response.json())
-
-    async def deployments_tagged(self, tag: str) -> list[DeploymentResponse]:
-        """Every deployment with ``tag``, page by page."""
-        from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
-        from prefect.client.schemas.responses import DeploymentResponse
-
-        found: list[DeploymentResponse] = []
-        while True:
-            body = filter_body(
-                deployments=DeploymentFilter(tags=DeploymentFilterTags(all_=[tag])), limit=PAGE, offset=len(found)
-            )
-            response = await self.call(
-                f"reading the deployments tagged {tag!r}", self.client.request("POST", "/deployments/filter", json=body)
-            )
-            page = DeploymentResponse.model_validate_list(response.json())
-            found.extend(page)
-            if len(page) < PAGE:
-                return found
-            if len(found) >= MAX_LISTED:
-                console.warning(f"More than {MAX_LISTED} deployments are tagged {tag!r}: only the first are looked at")
-                return found
-
-    async def flow_names(self, flow_ids: list[Any]) -> dict[Any, str]:
-        """The names of these flows, a page of them per request."""
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterId
-        from prefect.client.schemas.objects import Flow
-
-        ids = list(dict.fromkeys(flow_ids))
-        names: dict[Any, str] = {}
-        for start in range(0, len(ids), PAGE):
-            page = ids[start : start + PAGE]
-            body = filter_body(flows=FlowFilter(id=FlowFilterId(any_=page)), limit=len(page))
-            response = await self.call(
-                "reading the flows' names", self.client.request("POST", "/flows/filter", json=body)
-            )
-            names.update((flow.id, flow.name) for flow in Flow.model_validate_list(response.json()))
-        return names
-
-    async def unfinished_flow_runs(self, deployment_id: Any) -> list[FlowRun]:
-        """The deployment's runs that have not ended (scheduled, pending, running, paused, cancelling),
-        page by page."""
-        from prefect.client.schemas.filters import (
-            DeploymentFilter,
-            DeploymentFilterId,
-            FlowRunFilter,
-            FlowRunFilterState,
-            FlowRunFilterStateType,
-        )
-        from prefect.client.schemas.objects import FlowRun, StateType
-
-        going = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
-        found: list[FlowRun] = []
-        while True:
-            body = filter_body(
-                deployments=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-                flow_runs=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going))),
-                limit=PAGE,
-                offset=len(found),
-            )
-            response = await self.call(
-                "reading the deployment's unfinished flow runs",
-                self.client.request("POST", "/flow_runs/filter", json=body),
-            )
-            page = FlowRun.model_validate_list(response.json())
-            found.extend(page)
-            if len(page) < PAGE or len(found) >= MAX_LISTED:
-                return found
-
-    async def delete_deployment(self, deployment_id: Any) -> None:
-        """Delete a deployment (one already gone is fine)."""
-        from prefect.exceptions import ObjectNotFound
-
-        with contextlib.suppress(ObjectNotFound):
-            await self.call("deleting the deployment", self.client.delete_deployment(deployment_id))
-
-    def deployment_url(self, deployment_id: Any) -> str:
-        return f"{ui_base_url(self.api_url, self.ui_url)}/deployments/deployment/{deployment_id}"
 
 
 def _path_name(ref: DeploymentRef) -> str:

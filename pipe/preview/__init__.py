@@ -11,8 +11,8 @@ One module per concern: :mod:`~pipe.preview.settings` (the variables, checked at
 :mod:`~pipe.preview.naming` (the name template), :mod:`~pipe.preview.marks` (the tags and labels that
 make a deployment a preview of this repository's pull request), :mod:`~pipe.preview.document` (the
 preview entries of the prefect.yaml copy), :mod:`~pipe.preview.guard` (before deploying: names that
-belong to someone else), :mod:`~pipe.preview.publish` (after: the labels) and
-:mod:`~pipe.preview.cleanup`.
+belong to someone else), :mod:`~pipe.preview.publish` (after: the labels),
+:mod:`~pipe.preview.deployments` (what previews ask of the Prefect API) and :mod:`~pipe.preview.cleanup`.
 
 This package's ``__init__`` and ``settings``/``naming`` stay import-cheap: the configuration loads them.
 """

@@ -24,7 +24,7 @@ from pipe.deadlines import in_background
 from pipe.errors import PrefectError, Stopped
 from pipe.outcome import FINAL_STATES
 from pipe.prefect_api import PrefectApi
-from pipe.preview import marks
+from pipe.preview import deployments, marks
 from pipe.remote_text import one_line
 
 if TYPE_CHECKING:
@@ -49,15 +49,15 @@ class Decision:
 async def cleanup(config: Config, credential: Credential) -> int:
     repository = config.build.repository or ""
     async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-        await api.require_deployment_labels("finding the preview deployments")
-        tagged = await api.deployments_tagged(marks.TAG)
+        await deployments.require_deployment_labels(api, "finding the preview deployments")
+        tagged = await deployments.deployments_tagged(api, marks.TAG)
         found = [(d, pr) for d in tagged if (pr := marks.preview_of(d, repository, config.preview.name_template))]
         others = len(tagged) - len(found)
         left = f"; {others} other deployment(s) tagged {marks.TAG!r} left alone" if others else ""
         if not found:
             console.success(f"No preview deployments of {repository} on {api.host}{left}")
             return 0
-        flows = await api.flow_names([deployment.flow_id for deployment, _ in found])
+        flows = await deployments.flow_names(api, [deployment.flow_id for deployment, _ in found])
         states = await pull_request_states(config, sorted({pr for _, pr in found}, key=int))
         now = datetime.now(UTC)
         decisions = [
@@ -130,13 +130,13 @@ async def remove(api: PrefectApi, decision: Decision) -> str:
     """Cancel the preview's runs still going, give them a moment to end, delete the preview. A preview
     updated since it was listed (a new commit's step deploying it now) is kept, and so is one whose runs
     are still cancelling: its worker needs the deployment to stop their infrastructure."""
-    current = await api.find_deployment_by_id(decision.deployment.id)
+    current = await deployments.find_deployment_by_id(api, decision.deployment.id)
     if current is None:
         return "deleted (already gone)"
     if current.updated and decision.deployment.updated and current.updated > decision.deployment.updated:
         decision.why = "updated while the clean-up ran"
         return "kept"
-    runs = await api.unfinished_flow_runs(decision.deployment.id)
+    runs = await deployments.unfinished_flow_runs(api, decision.deployment.id)
     asked = []
     for run in runs:
         state = run.state.type.value if run.state else "UNKNOWN"
@@ -154,7 +154,7 @@ async def remove(api: PrefectApi, decision: Decision) -> str:
     if still:
         decision.why += f"; {still} run(s) still cancelling after {CANCEL_WAIT_SECONDS:.0f} s: re-run the clean-up"
         return "kept, runs cancelling"
-    await api.delete_deployment(decision.deployment.id)
+    await deployments.delete_deployment(api, decision.deployment.id)
     return f"deleted, {len(runs)} run(s) cancelled" if runs else "deleted"
 
 

@@ -13,7 +13,7 @@ from pipe.deadlines import run_unless_stopped
 from pipe.deploy.project import DeploymentSpec
 from pipe.errors import DeployError
 from pipe.prefect_api import PrefectApi
-from pipe.preview import marks
+from pipe.preview import deployments, marks
 
 
 def check_names(
@@ -26,10 +26,10 @@ def check_names(
 async def _check_names(config: Config, credential: Credential, previews: list[DeploymentSpec]) -> None:
     build = config.build
     async with PrefectApi(config.api_url, credential, config.ui_url) as api:
-        await api.require_deployment_labels("checking the preview deployments", "; nothing was deployed")
+        await deployments.require_deployment_labels(api, "checking the preview deployments", "; nothing was deployed")
         for spec in previews:
             for flow in spec.flow_names or (spec.label.partition("/")[0],):  # each name the flow may go by
-                existing = await api.find_deployment(f"{flow}/{spec.name}")
+                existing = await deployments.find_deployment(api, f"{flow}/{spec.name}")
                 if existing is None or marks.is_own_preview(existing, build, config.preview.name_template):
                     continue
                 raise DeployError(

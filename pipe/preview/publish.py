@@ -9,7 +9,7 @@ from pipe import console
 from pipe.config import Config, DeploymentRef
 from pipe.errors import PrefectError
 from pipe.prefect_api import PrefectApi
-from pipe.preview import marks
+from pipe.preview import deployments, marks
 from pipe.remote_text import one_line
 
 
@@ -39,7 +39,7 @@ async def label_previews(api: PrefectApi, config: Config, names: list[str]) -> l
                     "set PREVIEW_NAME to a template that names no existing deployment, e.g. "
                     "'{deployment}-preview-pr-{pr}', and check that deployment",
                 )
-        labelled = await api.label_deployment(deployment, labels)
+        labelled = await deployments.label_deployment(api, deployment, labels)
         preview = Preview(
             name=name,
             deployment_id=str(labelled.id),

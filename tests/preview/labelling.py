@@ -15,6 +15,7 @@ def assert_labelling_changes_nothing_else(server: PrefectServer) -> None:
     ``updated``) change (Prefect 3.9 resets ``parameters`` unless they are sent)."""
     from pipe.credentials import Credential
     from pipe.prefect_api import PrefectApi
+    from pipe.preview import deployments
     from pipe.secret import Secret
 
     flow = api(server, "POST", "/flows/", {"name": f"labelled-{os.urandom(3).hex()}"})
@@ -41,9 +42,9 @@ def assert_labelling_changes_nothing_else(server: PrefectServer) -> None:
     async def label() -> None:
         credential = Credential(kind="auth_string", value=Secret(server.auth_string), source="the test")
         async with PrefectApi(server.api_url, credential) as prefect:
-            deployment = await prefect.find_deployment_by_id(created["id"])
+            deployment = await deployments.find_deployment_by_id(prefect, created["id"])
             assert deployment is not None
-            await prefect.label_deployment(deployment, {"bitbucket.repository": "acme/repo"})
+            await deployments.label_deployment(prefect, deployment, {"bitbucket.repository": "acme/repo"})
 
     asyncio.run(label())
     after = api(server, "GET", f"/deployments/{created['id']}")

@@ -5,7 +5,7 @@ session (its deadline, retries and one-line errors)."""
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipe import console
 from pipe.config import DeploymentRef
@@ -22,13 +22,9 @@ if TYPE_CHECKING:
 
 async def find_deployment(api: PrefectApi, name: str) -> DeploymentResponse | None:
     """The deployment ``flow/deployment``, or None when there is none."""
-    from prefect.exceptions import ObjectNotFound
-
     try:
         return await api.read_deployment(DeploymentRef(name))
     except DeploymentNotFound:
-        return None
-    except ObjectNotFound:  # pragma: no cover - read_deployment translates it
         return None
 
 
@@ -75,25 +71,15 @@ async def label_deployment(
 
 
 async def deployments_tagged(api: PrefectApi, tag: str) -> list[DeploymentResponse]:
-    """Every deployment with ``tag``, page by page."""
+    """Every deployment with ``tag``."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags
     from prefect.client.schemas.responses import DeploymentResponse
 
-    found: list[DeploymentResponse] = []
-    while True:
-        body = filter_body(
-            deployments=DeploymentFilter(tags=DeploymentFilterTags(all_=[tag])), limit=PAGE, offset=len(found)
-        )
-        response = await api.call(
-            f"reading the deployments tagged {tag!r}", api.client.request("POST", "/deployments/filter", json=body)
-        )
-        page = DeploymentResponse.model_validate_list(response.json())
-        found.extend(page)
-        if len(page) < PAGE:
-            return found
-        if len(found) >= MAX_LISTED:
-            console.warning(f"More than {MAX_LISTED} deployments are tagged {tag!r}: only the first are looked at")
-            return found
+    filters = {"deployments": DeploymentFilter(tags=DeploymentFilterTags(all_=[tag]))}
+    items, capped = await _every_page(api, f"reading the deployments tagged {tag!r}", "/deployments/filter", filters)
+    if capped:
+        console.warning(f"More than {MAX_LISTED} deployments are tagged {tag!r}: only the first are looked at")
+    return DeploymentResponse.model_validate_list(items)
 
 
 async def flow_names(api: PrefectApi, flow_ids: list[Any]) -> dict[Any, str]:
@@ -112,8 +98,7 @@ async def flow_names(api: PrefectApi, flow_ids: list[Any]) -> dict[Any, str]:
 
 
 async def unfinished_flow_runs(api: PrefectApi, deployment_id: Any) -> list[FlowRun]:
-    """The deployment's runs that have not ended (scheduled, pending, running, paused, cancelling),
-    page by page."""
+    """The deployment's runs that have not ended (scheduled, pending, running, paused, cancelling)."""
     from prefect.client.schemas.filters import (
         DeploymentFilter,
         DeploymentFilterId,
@@ -124,22 +109,12 @@ async def unfinished_flow_runs(api: PrefectApi, deployment_id: Any) -> list[Flow
     from prefect.client.schemas.objects import FlowRun, StateType
 
     going = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
-    found: list[FlowRun] = []
-    while True:
-        body = filter_body(
-            deployments=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
-            flow_runs=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going))),
-            limit=PAGE,
-            offset=len(found),
-        )
-        response = await api.call(
-            "reading the deployment's unfinished flow runs",
-            api.client.request("POST", "/flow_runs/filter", json=body),
-        )
-        page = FlowRun.model_validate_list(response.json())
-        found.extend(page)
-        if len(page) < PAGE or len(found) >= MAX_LISTED:
-            return found
+    filters = {
+        "deployments": DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+        "flow_runs": FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=going))),
+    }
+    items, _ = await _every_page(api, "reading the deployment's unfinished flow runs", "/flow_runs/filter", filters)
+    return FlowRun.model_validate_list(items)
 
 
 async def delete_deployment(api: PrefectApi, deployment_id: Any) -> None:
@@ -148,3 +123,19 @@ async def delete_deployment(api: PrefectApi, deployment_id: Any) -> None:
 
     with contextlib.suppress(ObjectNotFound):
         await api.call("deleting the deployment", api.client.delete_deployment(deployment_id))
+
+
+async def _every_page(
+    api: PrefectApi, doing: str, path: Literal["/deployments/filter", "/flow_runs/filter"], filters: dict[str, Any]
+) -> tuple[list[Any], bool]:
+    """What a ``/…/filter`` endpoint answers, page by page, up to MAX_LISTED; whether that cap was hit."""
+    found: list[Any] = []
+    while True:
+        body = filter_body(**filters, limit=PAGE, offset=len(found))
+        response = await api.call(doing, api.client.request("POST", path, json=body))
+        page = response.json()
+        found.extend(page)
+        if len(page) < PAGE:
+            return found, False
+        if len(found) >= MAX_LISTED:
+            return found, True

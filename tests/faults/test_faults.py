@@ -337,6 +337,16 @@ def _running(output: str) -> bool:
     return "Flow run is Running" in output
 
 
+def _cancelled_run(prefect: PrefectInspector, tag: str) -> tuple[list[Any], str | None]:
+    """The step's runs and the state of its run, once that is Cancelling or Cancelled (30 s at most)."""
+    deadline = time.monotonic() + 30
+    runs, state = _run_state(prefect, tag)
+    while state not in ("CANCELLING", "CANCELLED") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        runs, state = _run_state(prefect, tag)
+    return runs, state
+
+
 def _run_state(prefect: PrefectInspector, tag: str) -> tuple[list[Any], str | None]:
     runs = checks.runs_with_tag(prefect, tag)
     state = runs[0].state.type.value if len(runs) == 1 and runs[0].state else None
@@ -362,11 +372,7 @@ def test_sigterm_cancels_the_run(step_env: dict[str, str], prefect: PrefectInspe
     assert "last line of sleepy" not in output, output
     assert not checks.own_tracebacks(output), output
     leakscan.assert_clean(output)
-    deadline = time.monotonic() + 30
-    runs, state = _run_state(prefect, step_env["TAGS_0"])
-    while state not in ("CANCELLING", "CANCELLED") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        runs, state = _run_state(prefect, step_env["TAGS_0"])
+    runs, state = _cancelled_run(prefect, step_env["TAGS_0"])
     assert len(runs) == 1 and state in ("CANCELLING", "CANCELLED"), (state, output)
 
 
@@ -422,9 +428,5 @@ def test_sigterm_while_a_report_is_stuck_still_cancels_the_run(
     assert took <= 8.0, f"took {took:.1f}s to stop\n{output}"  # the cancel, and at most 3 s for the last report
     [line] = checks.fail_lines(output)
     assert "was cancelled" in line, output
-    deadline = time.monotonic() + 30
-    runs, state = _run_state(prefect, step_env["TAGS_0"])
-    while state not in ("CANCELLING", "CANCELLED") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        runs, state = _run_state(prefect, step_env["TAGS_0"])
+    runs, state = _cancelled_run(prefect, step_env["TAGS_0"])
     assert len(runs) == 1 and state in ("CANCELLING", "CANCELLED"), (state, output)

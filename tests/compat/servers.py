@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -50,8 +52,16 @@ def old_server(version: str, *, api_only: bool = False) -> PrefectServer:
         raise
 
 
+# What Prefect's own client retries: a server under load answers 503 (its database busy) or 429.
+TRANSIENT = (429, 502, 503)
+ATTEMPTS = 5
+
+
 def api(server: PrefectServer, method: str, path: str, body: Any = None) -> Any:
-    """One plain HTTP call to the server (the 3.9 SDK's requests carry fields old servers refuse)."""
+    """One plain HTTP call to the server (the 3.9 SDK's requests carry fields old servers refuse).
+
+    Every call the tests make this way is a read or an upsert, so a transient answer is retried, a
+    bounded number of times, as Prefect's client would."""
     import base64
 
     request = urllib.request.Request(
@@ -63,8 +73,23 @@ def api(server: PrefectServer, method: str, path: str, body: Any = None) -> Any:
             "Authorization": "Basic " + base64.b64encode(server.auth_string.encode()).decode(),
         },
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code not in TRANSIENT or attempt == ATTEMPTS:
+                raise
+            time.sleep(_retry_after(error.headers.get("Retry-After"), attempt))
+    raise AssertionError("unreachable")
+
+
+def _retry_after(header: str | None, attempt: int) -> float:
+    """The server's Retry-After when it gives seconds, else a growing pause; never over 10 s."""
+    try:
+        return min(float(header or attempt), 10.0)
+    except ValueError:
+        return float(attempt)
 
 
 def count_flow_runs(server: PrefectServer) -> int:

@@ -27,11 +27,16 @@ def identity(config: Config) -> None:
         console.info(line)
 
 
-def dry_run(config: Config, plans: list[Plan]) -> None:
+def gateway_rule(config: Config, deployments: list[str]) -> None:
+    """DRY_RUN behind the gateway: the policy rule this step needs, printed before any Prefect call (a
+    refused one is when it is needed most)."""
     from pipe.identity import gateway_rule
 
-    for line in gateway_rule.lines(config, [plan.label for plan in plans]):
+    for line in gateway_rule.lines(config, deployments):
         console.info(line)
+
+
+def dry_run(plans: list[Plan]) -> None:
     for plan in plans:
         console.info(f"DRY_RUN: deployment {plan.label} ({plan.deployment.id}) resolved; nothing was created")
         body = json.dumps(plan.request.create_fields(), indent=2, sort_keys=True, default=str)

@@ -104,10 +104,12 @@ async def run(config: Config) -> int:
                 targets = [Target(DeploymentRef(name), source="PREVIEW_RUN") for name in names]
             else:
                 targets = what_was_deployed(targets, names)
+        if config.dry_run:
+            presentation.gateway_rule(config, [target.ref.text for target in targets if not target.ref.is_id])
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
             plans = await resolve(config, api, targets)
             if config.dry_run:
-                presentation.dry_run(config, plans)
+                presentation.dry_run(plans)
                 return 0
             try:
                 return await trigger_and_follow(config, api, plans)

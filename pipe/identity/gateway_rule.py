@@ -1,15 +1,18 @@
-"""DRY_RUN behind the identity-aware gateway: the policy rule this repository, branch or environment needs.
+"""The identity-aware gateway's policy, seen from the step: the rule this repository, branch or
+environment needs (printed by DRY_RUN), and the gateway's denial read back into one line.
 
 A gateway (``python -m gateway``) serves the token exchange at ``<base>/token`` and the Prefect API at
 ``<base>/api``. When ``TOKEN_EXCHANGE_URL`` and ``PREFECT_API_URL`` point there, DRY_RUN prints a rule
 to paste under ``rules:`` in the gateway's policy, pinned to the step token's repository and its
-deployment environment (or branch), granting what the step does: ``read`` and ``run`` of the resolved
-deployments (``deploy`` too for ACTION=deploy-and-run). No network call; the token is never shown.
+deployment environment (or branch), granting what the step's ACTION does (:func:`rights`). No network
+call; the token is never shown.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -52,10 +55,7 @@ def lines(config: Config, deployments: list[str]) -> list[str]:
     elif token and token.branch:
         when["branchName"] = token.branch
         scope += f", branch {token.branch}"
-    names = sorted(set(deployments)) or ["<flow>/<deployment>"]
-    allow: dict[str, Any] = {"read": True, "run": names}
-    if config.action == "deploy-and-run":
-        allow["deploy"] = names
+    allow = rights(config, sorted(set(deployments)) or ["<flow>/<deployment>"])
     out = [
         f"Gateway policy rule for this step ({scope}); add it under rules: in the gateway's policy:",
         f"  - name: {json.dumps(scope)}",
@@ -69,3 +69,53 @@ def lines(config: Config, deployments: list[str]) -> list[str]:
             "`oidc: audiences: [<one of the policy's audiences>]` on the step."
         )
     return out
+
+
+def rights(config: Config, names: list[str]) -> dict[str, Any]:
+    """What ACTION needs of these deployments: ``read`` always; ``run`` to start or cancel runs; ``deploy``
+    to create, update or delete deployments. The clean-up's names are every name a preview may have."""
+    action = config.action
+    if action == "cleanup-previews":
+        template = config.preview.name_template
+        names = ["*/" + template.format(deployment="*", pr="*", branch="*")]
+    allow: dict[str, Any] = {"read": True}
+    if action in ("run", "deploy-and-run", "cleanup-previews") or (action == "preview" and config.preview.run):
+        allow["run"] = names
+    if action in ("deploy", "deploy-and-run", "preview", "cleanup-previews"):
+        allow["deploy"] = names
+    return allow
+
+
+# The gateway's 403 (gateway/app.py ``_denied``): the right it missed, the claims it saw, the rules that matched.
+_DENIED = re.compile(
+    r"denied: this request needs the right '(?P<right>[^']+)'; claims seen: (?P<claims>.*?); "
+    r"(?:the rules matching them \((?P<rules>[^)]*)\) do not grant it|no rule matches them)"
+)
+_CLAIM = re.compile(r"(?P<name>\w+)=(?P<value>.*?)(?=, \w+=|$)")
+# The claims a rule's ``when`` is written with; the build's and step's ids only identify this one build.
+_RULE_CLAIMS = ("repositoryUuid", "deploymentEnvironmentUuid", "branchName")
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A right the gateway's policy did not grant this step."""
+
+    right: str
+    claims: str
+    rules: str | None
+
+    def message(self) -> str:
+        matched = f"the rules matching them ({self.rules}) do not grant it" if self.rules else "no rule matches them"
+        return f"the gateway denied this step the right '{self.right}' (claims: {self.claims}; {matched})"
+
+    fix = "add a rule granting it for these claims to the gateway's policy (DRY_RUN: 'true' prints the rule this step needs)"
+
+
+def denial(text: str) -> Denial | None:
+    """The gateway's denial in a Prefect error's text (a 403 body, or ``prefect deploy``'s message)."""
+    match = _DENIED.search(text)
+    if not match:
+        return None
+    claims = {m["name"]: m["value"] for m in _CLAIM.finditer(match["claims"])}
+    shown = ", ".join(f"{name}={claims[name]}" for name in _RULE_CLAIMS if name in claims)
+    return Denial(match["right"], shown or match["claims"], match["rules"])

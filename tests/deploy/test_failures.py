@@ -44,6 +44,25 @@ Deploying all flows with an existing deployment configuration...
 This deployment configuration references work pool 'no-such-pool' which does not exist. This means no worker will be able to pick up its runs. You can create a work pool in the Prefect UI.
 """
 
+CLAIMS = (
+    "repositoryUuid={1b2c3d4e-0000-4000-8000-000000000001}, branchName=feature/new-etl, "
+    "pipelineUuid={aaaaaaaa-0000-4000-8000-000000000002}, stepUuid={bbbbbbbb-0000-4000-8000-000000000003}, "
+    "sub={1b2c3d4e-0000-4000-8000-000000000001}:{bbbbbbbb-0000-4000-8000-000000000003}"
+)
+DENIED = (
+    "denied: this request needs the right 'deploy: etl/nightly'; claims seen: " + CLAIMS + "; the rules matching "
+    "them (pull requests) do not grant it; add a rule for these claims to the gateway's policy"
+)
+# What Prefect 3.9's `prefect deploy` printed when the gateway refused it.
+GATEWAY_DENIED_OUTPUT = f"""\
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/prefect/deployments/runner.py", line 412, in _create
+    raise DeploymentApplyError(
+prefect.exceptions.PrefectHTTPStatusError: Client error '403 Forbidden' for url 'https://gw.example.com/api/deployments/' - Response: {{'detail': "{DENIED}"}} - For more information check: https://developer.mozilla.org/en-US/docs/Web/HTTP/Status/403
+prefect.deployments.runner.DeploymentApplyError: {DENIED}
+An exception occurred.
+"""
+
 
 @pytest.mark.parametrize(
     ("output", "message", "fix"),
@@ -63,8 +82,15 @@ This deployment configuration references work pool 'no-such-pool' which does not
             "prefect deploy failed (exit 1): This deployment configuration references work pool 'no-such-pool' which does not exist.",
             "Create the work pool (e.g. 'prefect work-pool create no-such-pool --type process')",
         ),
+        (
+            GATEWAY_DENIED_OUTPUT,
+            "prefect deploy failed (exit 1): the gateway denied this step the right 'deploy: etl/nightly' (claims: "
+            "repositoryUuid={1b2c3d4e-0000-4000-8000-000000000001}, branchName=feature/new-etl; the rules matching "
+            "them (pull requests) do not grant it).",
+            "Add a rule granting it for these claims to the gateway's policy (DRY_RUN: 'true' prints the rule",
+        ),
     ],
-    ids=["missing flow", "forbidden", "work pool"],
+    ids=["missing flow", "forbidden", "work pool", "gateway denied"],
 )
 def test_failure_line_from_prefects_output(
     output: str, message: str, fix: str, capsys: pytest.CaptureFixture[str]
@@ -204,3 +230,14 @@ def test_a_build_step_that_calls_git_in_a_folders_prefect_yaml(
     assert "The pipe's image has no git" in line, line
     assert "relative to the repository root, not flows/" in line, line
     assert read_deployment(prefect_server, f"pinned-code/{repo.a}") is None
+
+
+def test_a_long_message_keeps_its_cause_and_its_advice() -> None:
+    """Cut in the middle at spaces: the beginning (what failed) and the end (the server's own advice) stay."""
+    message = "ValueError: the cause is here " + "filler " * 100 + "and the advice is at the end"
+    cli = CliOutput(debug=False)
+    cli.feed(message)
+    line = failure(cli, "prefect.yaml", 1).line()
+    assert "ValueError: the cause is here" in line and "and the advice is at the end" in line, line
+    detail = line.split(": ", 1)[1]
+    assert len(detail) < 460 and " … " in detail and "fille " not in detail, line

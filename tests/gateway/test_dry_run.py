@@ -12,7 +12,7 @@ import yaml
 from gateway.policy import parse
 from pipe import config
 from pipe.errors import ConfigError
-from pipe.identity.gateway_rule import behind_gateway, lines
+from pipe.identity.gateway_rule import behind_gateway, denial, lines, rights
 from tests.gateway.conftest import AUDIENCE, ENVIRONMENT, REPO, GatewayProcess, LoopbackIssuer
 from tests.support.pipe import run_pipe
 
@@ -31,6 +31,18 @@ def variables(token: str, **extra: Any) -> config.Config:
             **extra,
         }
     )
+
+
+BUILD = {
+    "PREFECT_API_URL": f"{GATEWAY}/api",
+    "BITBUCKET_COMMIT": "0f3c1e2d4b5a69788796a5b4c3d2e1f00f1e2d3c",
+    "BITBUCKET_BRANCH": "feature/x",
+    "BITBUCKET_REPO_FULL_NAME": "acme/etl",
+    "BITBUCKET_WORKSPACE": "acme",
+    "BITBUCKET_REPO_SLUG": "etl",
+    "BITBUCKET_BUILD_NUMBER": "3",
+    "REPORT": "false",
+}
 
 
 def gatewayed(api: str, exchange: str) -> bool:
@@ -67,6 +79,47 @@ def test_an_environment_pins_the_rule_and_deploy_and_run_adds_deploy(issuer: Loo
     assert rule["when"] == {"repositoryUuid": REPO, "deploymentEnvironmentUuid": ENVIRONMENT}
     assert rule["allow"]["deploy"] == ["etl/production"]
     assert "oidc: audiences:" in printed[-1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "allow"),
+    [
+        ({"ACTION": "run"}, {"read": True, "run": ["etl/a"]}),
+        ({"ACTION": "deploy"}, {"read": True, "deploy": ["etl/a"]}),
+        ({"ACTION": "deploy-and-run"}, {"read": True, "run": ["etl/a"], "deploy": ["etl/a"]}),
+        ({"ACTION": "preview", "BITBUCKET_PR_ID": "7"}, {"read": True, "deploy": ["etl/a"]}),
+        (
+            {"ACTION": "preview", "BITBUCKET_PR_ID": "7", "PREVIEW_RUN": "true"},
+            {"read": True, "run": ["etl/a"], "deploy": ["etl/a"]},
+        ),
+        (
+            {"ACTION": "cleanup-previews", "PREVIEW_TTL_DAYS": "7", "PREVIEW_NAME": "{deployment}-{branch}-pr-{pr}"},
+            {"read": True, "run": ["*/*-*-pr-*"], "deploy": ["*/*-*-pr-*"]},
+        ),
+    ],
+    ids=["run", "deploy", "deploy-and-run", "preview", "preview and run", "cleanup"],
+)
+def test_each_action_is_granted_what_it_does(extra: dict[str, str], allow: dict[str, Any]) -> None:
+    step = {**BUILD, **extra}
+    if extra["ACTION"] in ("run", "deploy-and-run"):
+        step["DEPLOYMENT"] = "etl/a"
+    loaded = config.load(step)
+    assert rights(loaded, ["etl/a"]) == allow
+
+
+def test_the_gateways_denial_is_read_back_with_the_claims_a_rule_is_written_with() -> None:
+    text = (
+        "denied: this request needs the right 'run: etl/prod'; claims seen: repositoryUuid={r}, branchName=a, b, "
+        "pipelineUuid={p}, stepUuid={s}, sub={r}:{s}; no rule matches them; add a rule for these claims to the "
+        "gateway's policy"
+    )
+    denied = denial(f"Client error: {text}")
+    assert denied is not None
+    assert denied.message() == (
+        "the gateway denied this step the right 'run: etl/prod' (claims: repositoryUuid={r}, branchName=a, b; "
+        "no rule matches them)"
+    )
+    assert denial("403 Forbidden: forbidden") is None
 
 
 @pytest.mark.parametrize(

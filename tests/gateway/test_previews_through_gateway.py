@@ -4,8 +4,11 @@ rights delete no production deployment."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +44,14 @@ def preview_gateway(prefect_server: PrefectServer, issuer: LoopbackIssuer, tmp_p
         process.stop()
 
 
+def printed_rule(output: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """The ``when`` and ``allow`` of the policy rule a DRY_RUN printed."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    when, allow = (re.search(rf"^(?:INFO: )?\s+{key}: (\{{.*\}})$", plain, re.M) for key in ("when", "allow"))
+    assert when and allow, output
+    return json.loads(when[1]), json.loads(allow[1])
+
+
 def through(pipe_env: dict[str, str], gateway: GatewayProcess, token: str) -> dict[str, str]:
     env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
     env.update(
@@ -61,6 +72,13 @@ def test_previews_are_deployed_run_and_cleaned_up_through_the_gateway(
     sha = repo.standard("through-the-gateway")
     name = f"pinned-code/{repo.a}"
     on_branch = through(pipe_env, preview_gateway, issuer.token(branchName=BRANCH))
+    dry = preview(on_branch, repo, sha, full_name, 61, DEPLOYMENT=name, PREVIEW_RUN="true", DRY_RUN="true")
+    assert dry.code == 0, dry
+    preview_name = f"{name}-pr-61"
+    assert printed_rule(dry.output) == (
+        {"repositoryUuid": REPO, "branchName": BRANCH},
+        {"read": True, "run": [preview_name], "deploy": [preview_name]},
+    )
     result = preview(on_branch, repo, sha, full_name, 61, DEPLOYMENT=name, PREVIEW_RUN="true")
     assert result.code == 0, result
     assert "code marker: through-the-gateway" in result.output
@@ -69,12 +87,18 @@ def test_previews_are_deployed_run_and_cleaned_up_through_the_gateway(
 
     # The same rights cannot deploy (or delete) the production deployment.
     refused = step(on_branch, repo, sha, full_name, ACTION="deploy", DEPLOYMENT=name)
-    assert refused.code == 1 and f"'deploy: {name}'" in refused.output, refused.output
+    assert refused.code == 1 and f"the gateway denied this step the right 'deploy: {name}'" in refused.output, refused
+    assert "the rules matching them (previews) do not grant it). Add a rule granting it" in refused.output, refused
     assert read_deployment(prefect_server, name) is None
 
     with BitbucketStandIn(expect_authorization=f"Bearer {TOKEN}") as bitbucket:
         set_states(bitbucket, full_name, {61: "MERGED"})
         on_main = through(pipe_env, preview_gateway, issuer.token(branchName="main"))
+        dry = cleanup(on_main, repo, full_name, bitbucket, DRY_RUN="true")
+        assert dry.code == 0, dry
+        when, allow = printed_rule(dry.output)
+        assert when == {"repositoryUuid": REPO, "branchName": "main"}
+        assert allow == {"read": True, "run": ["*/*-pr-*"], "deploy": ["*/*-pr-*"]}
         done = cleanup(on_main, repo, full_name, bitbucket)
     assert done.code == 0, done
     assert read_deployment(prefect_server, f"{name}-pr-61") is None

@@ -71,8 +71,10 @@ def test_another_repository_cannot_run_this_repositorys_deployment(
     env = gateway_env(pipe_env, gateway, issuer.token(repositoryUuid=OTHER_REPO))
     result = run_pipe(env, timeout=120)
     assert result.code == 1, result
-    assert "run: greet/ci" in result.output, result
+    assert "the gateway denied this step the right 'run: greet/ci'" in result.output, result
     assert OTHER_REPO in result.output, result  # the claims seen, so the policy can be fixed
+    assert "DRY_RUN: 'true' prints the rule this step needs" in result.output, result
+    assert "service account" not in result.output, result  # Prefect Cloud's fix is not this one
 
 
 @pytest.mark.prefect

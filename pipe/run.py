@@ -96,6 +96,8 @@ async def run(config: Config) -> int:
             names = await deploy_in_thread(config, credential)
             if config.action == "deploy" or config.dry_run:
                 verb = "would be deployed (DRY_RUN)" if config.dry_run else "deployed"
+                if not config.dry_run:
+                    await record_deployments(config, credential, names)
                 console.success(f"{', '.join(names)} {verb}")
                 return 0
             if config.action == "preview":
@@ -111,6 +113,9 @@ async def run(config: Config) -> int:
             if config.dry_run:
                 presentation.dry_run(plans)
                 return 0
+            if config.action == "deploy-and-run":
+                deployed = [(plan.label, plan.deployment) for plan in plans]
+                outputs.write_records(config.outputs, outputs.DEPLOYMENTS, deployment_records(api, deployed))
             try:
                 return await trigger_and_follow(config, api, plans)
             finally:
@@ -163,12 +168,36 @@ async def publish_previews(config: Config, credential: Credential, names: list[s
         raise PrefectError(f"{exc.message}; {unlabelled}", exc.fix or "re-run this step to label them") from None
     except asyncio.CancelledError:
         raise Stopped(f"The step was stopped while labelling the previews; {unlabelled}: re-run the step") from None
+    records = [outputs.deployment_entry(p.name, p.deployment_id, p.url, p.version) for p in previews]
+    outputs.write_records(config.outputs, outputs.DEPLOYMENTS, records)
     if config.preview.run:
         return True
     reporter = _reporter(config)
     await asyncio.gather(*(in_background(reporter.preview_deployed, preview) for preview in previews))
     console.success(f"{', '.join(names)} deployed as previews of pull request #{config.build.pull_request_id}")
     return False
+
+
+async def record_deployments(config: Config, credential: Credential, names: list[str]) -> None:
+    """ACTION=deploy: the deployments as Prefect registered them, for later steps (a deploy that went
+    through is not failed for its outputs)."""
+    if not (config.outputs.shared_dir or config.outputs.variables_path):
+        return
+    try:
+        async with PrefectApi(config.api_url, credential, config.ui_url) as api:
+            found = await asyncio.gather(*(api.read_deployment(DeploymentRef(name)) for name in names))
+            records = deployment_records(api, list(zip(names, found, strict=True)))
+    except PipeError as exc:
+        console.warning(f"{', '.join(names)} deployed, but not read back for the step outputs: {exc.message}")
+        return
+    outputs.write_records(config.outputs, outputs.DEPLOYMENTS, records)
+
+
+def deployment_records(api: PrefectApi, deployed: list[tuple[str, DeploymentResponse]]) -> list[dict[str, Any]]:
+    return [
+        outputs.deployment_entry(name, str(d.id), api.deployment_url(d.id), getattr(d, "version", None))
+        for name, d in deployed
+    ]
 
 
 def what_was_deployed(targets: list[Target], names: list[str]) -> list[Target]:

@@ -60,3 +60,28 @@ def test_every_run_of_a_deployments_step_reaches_later_steps(tmp_path: Path) -> 
 def test_a_step_that_cannot_write_outputs_says_so_and_goes_on(tmp_path: Path) -> None:
     settings = OutputSettings(variables_path=str(tmp_path / "missing-dir" / "variables"))
     outputs.write(settings, [(info("etl/a"), None)])  # no exception: a warning line
+
+
+def test_the_deployments_of_a_step_are_written_beside_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "variables"
+    (tmp_path / "shared").mkdir()
+    settings = OutputSettings(variables_path=str(path), shared_dir=str(tmp_path / "shared"))
+    deployments = [
+        outputs.deployment_entry(
+            "etl/a", "dep-a", "https://prefect.example.com/deployments/deployment/dep-a", "0f3c1e2d"
+        ),
+        outputs.deployment_entry("etl/b", "dep-b", "https://prefect.example.com/deployments/deployment/dep-b", None),
+    ]
+    outputs.write_records(settings, outputs.DEPLOYMENTS, deployments)
+    outputs.write(settings, [(info("etl/a"), None)])
+
+    values = dict(line.split("=", 1) for line in lines(path))
+    assert values["PREFECT_DEPLOYMENT_COUNT"] == "2" and values["PREFECT_FLOW_RUN_COUNT"] == "1"
+    assert (values["PREFECT_DEPLOYMENT_1_NAME"], values["PREFECT_DEPLOYMENT_2_ID"]) == ("etl/a", "dep-b")
+    assert values["PREFECT_DEPLOYMENT_1_VERSION"] == "0f3c1e2d" and values["PREFECT_DEPLOYMENT_2_VERSION"] == ""
+    assert [d["deployment_id"] for d in json.loads(values["PREFECT_DEPLOYMENTS"])] == ["dep-a", "dep-b"]
+    from bitbucket_pipes_toolkit import SharedData
+
+    shared = SharedData(str(tmp_path / "shared"))
+    assert [d["deployment"] for d in shared.get_variable("prefect_deployments")] == ["etl/a", "etl/b"]
+    assert [r["flow_run_id"] for r in shared.get_variable("prefect_flow_runs")] == ["id-etl/a"]

@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,10 +95,11 @@ def test_a_pull_request_gets_previews_that_run_its_code_and_are_updated_in_place
 
 
 def test_a_preview_without_run_is_deployed_and_reported_with_its_link(
-    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn
+    pipe_env: dict[str, str], prefect_server: PrefectServer, repo: Repo, bitbucket: BitbucketStandIn, tmp_path: Path
 ) -> None:
     full_name = repository()
     sha = repo.standard()
+    variables = tmp_path / "output-variables"
     result = preview(
         pipe_env,
         repo,
@@ -111,10 +113,16 @@ def test_a_preview_without_run_is_deployed_and_reported_with_its_link(
         BITBUCKET_API_URL=bitbucket.api_url,
         BITBUCKET_PIPELINES_PROXY=bitbucket.proxy_url,
         BITBUCKET_COMMIT=sha,
+        BITBUCKET_PIPELINES_VARIABLES_PATH=str(variables),
     )
     output = ok(result)
-    deployed = read_deployment(prefect_server, f"pinned-code/{repo.b}-feature-new-etl-pr12")
+    name = f"pinned-code/{repo.b}-feature-new-etl-pr12"
+    deployed = read_deployment(prefect_server, name)
     assert deployed is not None
+    written = dict(line.split("=", 1) for line in variables.read_text().splitlines())
+    assert (written["PREFECT_DEPLOYMENT_ID"], written["PREFECT_DEPLOYMENT_NAME"]) == (str(deployed.id), name)
+    assert written["PREFECT_DEPLOYMENT_URL"].endswith(f"/deployments/deployment/{deployed.id}")
+    assert written["PREFECT_DEPLOYMENT_VERSION"] == sha[:8] and written["PREFECT_DEPLOYMENT_COUNT"] == "1"
     with sdk_client(prefect_server) as client:
         assert client.read_flow_runs(deployment_filter=_by_id(deployed.id)) == []  # PREVIEW_RUN is false
     assert f"/deployments/deployment/{deployed.id}" in output

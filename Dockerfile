@@ -6,27 +6,31 @@
 ARG BASE_IMAGE=python:3.12-slim
 
 # ---------------------------------------------------------------------------------------------------
-# The gateway's image (docker build --target gateway -t org/prefect-trigger-gateway .): the identity-aware
-# gateway for self-hosted Prefect (python -m gateway). Its own small venv (Starlette, uvicorn, httpx,
-# websockets, PyJWT, PyYAML; no prefect). These stages come before the pipe's, which stays the default.
-FROM ${BASE_IMAGE} AS gateway-builder
+# venv: what both builders start from: an empty venv at /opt/venv, and pip set to install without a cache
+# or bytecode, trusting EXTRA_CA_CERTS (PEM text of a corporate TLS proxy's CA certificates; optional)
+# besides the usual ones. Nothing of it but /opt/venv reaches an image.
+FROM ${BASE_IMAGE} AS venv
 SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
 ARG EXTRA_CA_CERTS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_COMPILE=1 \
     PIP_ROOT_USER_ACTION=ignore \
+    PIP_CERT=/tmp/build-ca.pem \
     PYTHONDONTWRITEBYTECODE=1
-COPY gateway/requirements.txt /tmp/gateway-requirements.txt
 RUN python3 -m venv /opt/venv \
- && if [ -n "$EXTRA_CA_CERTS" ]; then \
-        { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || cat "$(/opt/venv/bin/python -m pip._vendor.certifi)"; \
-          printf '%s\n' "$EXTRA_CA_CERTS"; } > /tmp/build-ca.pem; \
-        export PIP_CERT=/tmp/build-ca.pem; \
-    fi \
- && /opt/venv/bin/pip install --no-cache-dir -r /tmp/gateway-requirements.txt \
+ && { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || cat "$(/opt/venv/bin/python -m pip._vendor.certifi)"; \
+      printf '%s\n' "$EXTRA_CA_CERTS"; } > /tmp/build-ca.pem
+
+# ---------------------------------------------------------------------------------------------------
+# The gateway's image (docker build --target gateway -t org/prefect-trigger-gateway .): the identity-aware
+# gateway for self-hosted Prefect (python -m gateway). Its own small venv (Starlette, uvicorn, httpx,
+# websockets, PyJWT, PyYAML; no prefect). These stages come before the pipe's, which stays the default.
+FROM venv AS gateway-builder
+COPY gateway/requirements.txt /tmp/gateway-requirements.txt
+RUN /opt/venv/bin/pip install -r /tmp/gateway-requirements.txt \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
- && rm -f /tmp/gateway-requirements.txt /tmp/build-ca.pem \
+ && rm -f /tmp/gateway-requirements.txt \
  && find /opt/venv -depth -type d -name __pycache__ -exec rm -rf {} + \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv > /dev/null
 COPY gateway /opt/gateway/gateway
@@ -54,24 +58,15 @@ CMD ["--policy", "/etc/prefect-gateway/policy.yaml", "--listen", "0.0.0.0:8080"]
 
 # ---------------------------------------------------------------------------------------------------
 # builder: the runtime venv, slimmed and precompiled. Nothing of this stage but /opt reaches the image.
-FROM ${BASE_IMAGE} AS builder
-SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
+FROM venv AS builder
 
-# PEM text of extra CA certificates to trust while installing (a corporate TLS proxy); optional.
-ARG EXTRA_CA_CERTS=""
 # botocore service models to keep: what the pipe calls (STS, Secrets Manager, SSM), SSO for the
 # credential chain, and S3 for `prefect deploy` push steps. Everything else is dropped (~20 MB).
 ARG BOTOCORE_SERVICES="sts secretsmanager ssm sso sso-oidc s3"
 
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_COMPILE=1 \
-    PIP_ROOT_USER_ACTION=ignore \
-    PYTHONDONTWRITEBYTECODE=1
-
 COPY requirements.txt /tmp/requirements.txt
 
-# One layer: the venv with the pinned requirements, slimmed and precompiled —
+# One layer: the pinned requirements, slimmed and precompiled —
 #  - the toolkit needs GitPython only for its test helper. docker (the Python package) stays: Prefect
 #    requires it, and without it a `prefect_docker` build or push step fails in every fresh step
 #    container (ModuleNotFoundError: No module named 'docker');
@@ -82,13 +77,7 @@ COPY requirements.txt /tmp/requirements.txt
 #    does not compile prefect and its dependencies at every step. pip is left out (8 MB): the pipe never
 #    imports it, only `prefect deploy` runs it for a step's `requires:`. Files for newer Pythons
 #    (whenever/_typing_312.py on 3.11) cannot compile and are never imported: listed, not fatal.
-RUN python3 -m venv /opt/venv \
- && if [ -n "$EXTRA_CA_CERTS" ]; then \
-        { cat /etc/ssl/certs/ca-certificates.crt 2>/dev/null || cat "$(/opt/venv/bin/python -m pip._vendor.certifi)"; \
-          printf '%s\n' "$EXTRA_CA_CERTS"; } > /tmp/build-ca.pem; \
-        export PIP_CERT=/tmp/build-ca.pem; \
-    fi \
- && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+RUN /opt/venv/bin/pip install -r /tmp/requirements.txt \
  && /opt/venv/bin/pip uninstall --yes GitPython gitdb smmap setuptools \
  && site=$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') \
  && rm -rf "$site/prefect/server/ui" "$site/prefect/server/ui-v2" \
@@ -96,7 +85,7 @@ RUN python3 -m venv /opt/venv \
         name=$(basename "$dir"); \
         case " $BOTOCORE_SERVICES " in *" $name "*) ;; *) rm -rf "$dir" ;; esac; \
     done \
- && rm -f /tmp/requirements.txt /tmp/build-ca.pem \
+ && rm -f /tmp/requirements.txt \
  && find /opt/venv -depth -type d -name __pycache__ -exec rm -rf {} + \
  && { /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash -x '/site-packages/pip/' /opt/venv \
         | grep -E '^\*\*\* Error compiling' || true; } \

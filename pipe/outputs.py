@@ -24,6 +24,7 @@ from typing import Any
 from pipe import console
 from pipe.config import OutputSettings
 from pipe.outcome import RunInfo, RunResult
+from pipe.remote_text import one_line
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def variables(records: list[dict[str, Any]], family: Family = RUNS) -> dict[str,
     for number, record in enumerate(records, start=1):
         name = family.prefix if len(records) == 1 else f"{family.prefix}_{number}"
         for suffix, field in family.fields:
-            values[f"{name}_{suffix}"] = str(record[field])
+            values[f"{name}_{suffix}"] = one_line(str(record[field]))  # a remote name: one line, one variable
     values[f"{family.prefix}_COUNT"] = str(len(records))
     values[f"{family.prefix}S"] = json.dumps(records, separators=(",", ":"), ensure_ascii=True)
     return values

@@ -85,3 +85,13 @@ def test_the_deployments_of_a_step_are_written_beside_its_runs(tmp_path: Path) -
     shared = SharedData(str(tmp_path / "shared"))
     assert [d["deployment"] for d in shared.get_variable("prefect_deployments")] == ["etl/a", "etl/b"]
     assert [r["flow_run_id"] for r in shared.get_variable("prefect_flow_runs")] == ["id-etl/a"]
+
+
+def test_a_remote_value_cannot_add_a_variable_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "variables"
+    settings = OutputSettings(variables_path=str(path))
+    version = "v1\nPREFECT_API_URL=https://evil.example.com\r"
+    outputs.write_records(settings, outputs.DEPLOYMENTS, [outputs.deployment_entry("etl/a", "dep-a", "u", version)])
+    names = [line.partition("=")[0] for line in lines(path)]
+    assert "PREFECT_API_URL" not in names and len(names) == len(set(names)) == 6, lines(path)
+    assert json.loads(dict(line.split("=", 1) for line in lines(path))["PREFECT_DEPLOYMENTS"])[0]["version"] == version

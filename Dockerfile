@@ -27,6 +27,7 @@ RUN python3 -m venv /opt/venv \
 # gateway for self-hosted Prefect (python -m gateway). Its own small venv (Starlette, uvicorn, httpx,
 # websockets, PyJWT, PyYAML; no prefect). These stages come before the pipe's, which stays the default.
 FROM venv AS gateway-builder
+SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
 COPY gateway/requirements.txt /tmp/gateway-requirements.txt
 RUN /opt/venv/bin/pip install -r /tmp/gateway-requirements.txt \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
@@ -59,6 +60,7 @@ CMD ["--policy", "/etc/prefect-gateway/policy.yaml", "--listen", "0.0.0.0:8080"]
 # ---------------------------------------------------------------------------------------------------
 # builder: the runtime venv, slimmed and precompiled. Nothing of this stage but /opt reaches the image.
 FROM venv AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-euc"]
 
 # botocore service models to keep: what the pipe calls (STS, Secrets Manager, SSM), SSO for the
 # credential chain, and S3 for `prefect deploy` push steps. Everything else is dropped (~20 MB).

@@ -1,7 +1,7 @@
 # The prefect-trigger pipe. Builds on the official python:3.12-slim or on any Debian-like base with
 # python3 and its venv module (e.g. the stand-in made by .ci/docker-setup):
 #   docker build --build-arg BASE_IMAGE=prefect-trigger-base:bookworm -t prefect-trigger:dev .
-# Behind a TLS-intercepting proxy, hand its CA certificate(s) to the builder stage only:
+# Behind a TLS-intercepting proxy, hand its CA certificate(s) to the builder stages only:
 #   docker build --build-arg EXTRA_CA_CERTS="$(cat corp-ca.pem)" -t prefect-trigger:dev .
 ARG BASE_IMAGE=python:3.12-slim
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pipe.errors import PrefectError
 from pipe.identity import gateway_rule
 from pipe.prefect_compat import LOWEST_SUPPORTED, rejected_fields, user_input_rejected
+from pipe.remote_text import clipped
 from pipe.urls import is_cloud
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def status_error(api: PrefectApi, doing: str, where: str, response: Any) -> Pref
     detail = _detail(response)
     if code == 401:
         return unauthorized(api, doing, where)
-    if code == 403 and (denied := gateway_rule.denial(_detail(response, limit=2000))):
+    if code == 403 and (denied := gateway_rule.denial(_body(response))):
         return PrefectError(f"{where} refused {doing}: {denied.message()}", denied.fix)
     if code == 403:
         return PrefectError(
@@ -121,11 +122,10 @@ def _body(response: Any) -> Any:
         return None
 
 
-def _detail(response: Any, limit: int = 300) -> str:
+def _detail(response: Any) -> str:
     try:
         body = response.json()
         detail = body.get("detail", body) if isinstance(body, dict) else body
     except ValueError:
         detail = response.text
-    text = str(detail).replace("\n", " ").strip()
-    return text[:limit] or response.reason_phrase
+    return clipped(str(detail).replace("\n", " ").strip(), 300) or response.reason_phrase

@@ -28,8 +28,7 @@ def identity(config: Config) -> None:
 
 
 def gateway_rule(config: Config, deployments: list[str]) -> None:
-    """DRY_RUN behind the gateway: the policy rule this step needs, printed before any Prefect call (a
-    refused one is when it is needed most)."""
+    """DRY_RUN behind the gateway: the policy rule this step needs on ``deployments`` (globs)."""
     from pipe.identity import gateway_rule
 
     for line in gateway_rule.lines(config, deployments):

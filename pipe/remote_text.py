@@ -31,3 +31,13 @@ def one_line(text: str) -> str:
 def lines(text: str) -> list[str]:
     """``text`` split at its line breaks (every kind), each line made safe as by :func:`one_line`."""
     return [_CONTROL.sub(_visible, line) for line in _LINE_BREAKS.split(text)]
+
+
+def clipped(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut in the middle at spaces: a message's cause and its own advice are
+    at its two ends."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit * 3 // 5].rsplit(" ", 1)[0]
+    tail = text[-(limit - len(head) - 3) :].split(" ", 1)[-1]
+    return f"{head} … {tail}"

@@ -82,8 +82,14 @@ async def run(config: Config) -> int:
     """Run ACTION and return the exit code (errors are raised as PipeError)."""
     if not config.build.in_pipelines:
         console.info(f"Not in Bitbucket Pipelines: the commit comes from {config.build.origin}")
+    globs = None
     if config.dry_run:
         presentation.identity(config)
+        # Before the token exchange: a gateway refuses that too when no rule matches the step at all.
+        from pipe.identity.gateway_rule import step_globs
+
+        if (globs := step_globs(config)) is not None:
+            presentation.gateway_rule(config, globs)
     # In a thread: a stop during an identity hop (each bounded by its own budget) ends the step at once.
     credential = await in_background(authenticate, config)
     try:
@@ -106,11 +112,13 @@ async def run(config: Config) -> int:
                 targets = [Target(DeploymentRef(name), source="PREVIEW_RUN") for name in names]
             else:
                 targets = what_was_deployed(targets, names)
-        if config.dry_run:
-            presentation.gateway_rule(config, [target.ref.text for target in targets if not target.ref.is_id])
         async with PrefectApi(config.api_url, credential, config.ui_url) as api:
             plans = await resolve(config, api, targets)
             if config.dry_run:
+                if globs is None:  # deployments given by id: named now
+                    from pipe.identity.gateway_rule import literal
+
+                    presentation.gateway_rule(config, [literal(plan.label) for plan in plans])
                 presentation.dry_run(plans)
                 return 0
             if config.action == "deploy-and-run":

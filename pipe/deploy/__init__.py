@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from pipe import console, presentation
+from pipe import console
 from pipe.config import Config
 from pipe.credentials import Credential
 from pipe.deploy.cli import prefect_version, run_deploy
@@ -86,14 +86,10 @@ def deploy(config: Config, credential: Credential, *, cancel: threading.Event | 
     document = derived_document(project, selected, config.build)
     if config.action == "preview":  # the same deployments, as this pull request's previews
         from pipe.preview import document as preview
+        from pipe.preview import guard
 
         selected = preview.renamed(selected, config)
         document = preview.preview_document(document, selected, config, env)
-    if config.dry_run:
-        presentation.gateway_rule(config, [spec.label for spec in selected])
-    if config.action == "preview":
-        from pipe.preview import guard
-
         guard.check_names(config, credential, selected, cancel)
     check_environment_references(project, document, env)
     check_deployment_fields(project, selected, document, env)

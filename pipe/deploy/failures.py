@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 from pipe.deploy.cli import CliOutput
 from pipe.errors import DeployError
 from pipe.identity import gateway_rule
+from pipe.remote_text import clipped
 from pipe.secret import mask
 
 _MORE_INFO = re.compile(r"\s*-\s*For more information check: \S+\s*$")
@@ -47,18 +48,8 @@ def failure(output: CliOutput, shown: str, code: int | None, done: str = "") -> 
     if denied := gateway_rule.denial(detail):
         return DeployError(f"prefect deploy failed (exit {code}): {denied.message()}{done}", denied.fix)
     return DeployError(
-        f"prefect deploy failed (exit {code}): {clipped(detail) or 'no message'}{done}", _fix_for(detail, shown)
+        f"prefect deploy failed (exit {code}): {clipped(detail, 400) or 'no message'}{done}", _fix_for(detail, shown)
     )
-
-
-def clipped(text: str, limit: int = 400) -> str:
-    """At most ``limit`` characters, cut in the middle at spaces: a message's cause and its own advice are
-    at its two ends."""
-    if len(text) <= limit:
-        return text
-    head = text[: limit * 3 // 5].rsplit(" ", 1)[0]
-    tail = text[-(limit - len(head) - 3) :].split(" ", 1)[-1]
-    return f"{head} … {tail}"
 
 
 def _validation_cause(lines: list[str]) -> str:

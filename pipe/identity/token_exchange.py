@@ -101,6 +101,11 @@ def _fix(exchange: ExchangeSettings, token: StepToken, exc: Exception) -> str:
         )
     if error == "invalid_scope":
         return f"TOKEN_EXCHANGE_SCOPE ({exchange.scope or 'not set'}) must list scopes the client may request"
+    if error == "access_denied" and "gateway's policy" in getattr(exc, "description", ""):
+        return (
+            f"add a rule for this repository to the gateway's policy ({claims}); DRY_RUN: 'true' prints the rule this "
+            "step needs"
+        )
     if error in ("invalid_grant", "invalid_request", "unauthorized_client", "access_denied"):
         return f"the identity provider must trust issuer {token.issuer!r} and accept this repository ({claims})"
     return f"check the identity provider's token-exchange policy ({claims})"

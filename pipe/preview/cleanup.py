@@ -48,8 +48,6 @@ class Decision:
 
 async def cleanup(config: Config, credential: Credential) -> int:
     repository = config.build.repository or ""
-    if config.dry_run:
-        presentation.gateway_rule(config, [])
     async with PrefectApi(config.api_url, credential, config.ui_url) as api:
         await deployments.require_deployment_labels(api, "finding the preview deployments")
         tagged = await deployments.deployments_tagged(api, marks.TAG)

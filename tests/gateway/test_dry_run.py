@@ -3,6 +3,7 @@ policy, that rule grants exactly this step's deployments to this repository and 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Any
 
@@ -12,7 +13,7 @@ import yaml
 from gateway.policy import parse
 from pipe import config
 from pipe.errors import ConfigError
-from pipe.identity.gateway_rule import behind_gateway, denial, lines, rights
+from pipe.identity.gateway_rule import behind_gateway, denial, lines, literal, rights, step_globs
 from tests.gateway.conftest import AUDIENCE, ENVIRONMENT, REPO, GatewayProcess, LoopbackIssuer
 from tests.support.pipe import run_pipe
 
@@ -61,7 +62,7 @@ def pasted_rule(printed: list[str]) -> dict[str, Any]:
 
 def test_the_printed_rule_grants_this_branch_its_deployments(issuer: LoopbackIssuer) -> None:
     printed = lines(variables(issuer.token(branchName="release/2")), ["etl/nightly", "etl/hourly"])
-    assert printed[0].startswith(f"Gateway policy rule for this step (repository {REPO}, branch release/2)")
+    assert printed[0].startswith(f"Gateway policy rule for this step (repository {REPO}, branch release/2, ACTION=run)")
     rule = pasted_rule(printed)
     assert rule["when"] == {"repositoryUuid": REPO, "branchName": "release/2"}
     assert rule["allow"] == {"read": True, "run": ["etl/hourly", "etl/nightly"]}
@@ -107,6 +108,71 @@ def test_each_action_is_granted_what_it_does(extra: dict[str, str], allow: dict[
     assert rights(loaded, ["etl/a"]) == allow
 
 
+@pytest.mark.parametrize(
+    ("extra", "globs"),
+    [
+        ({"ACTION": "run", "DEPLOYMENT": "etl/daily[eu]?"}, ["etl/daily[[]eu[]][?]"]),
+        ({"ACTION": "run", "DEPLOYMENT": "0f3c1e2d-4b5a-4978-8796-a5b4c3d2e1f0"}, None),
+        ({"ACTION": "deploy", "DEPLOYMENT": "etl/*"}, ["etl/*"]),
+        ({"ACTION": "deploy", "DEPLOYMENT": "nightly"}, ["*/nightly"]),
+        ({"ACTION": "deploy"}, ["*"]),
+        ({"ACTION": "preview", "BITBUCKET_PR_ID": "7", "DEPLOYMENT": "etl/daily"}, ["etl/daily-pr-7"]),
+        (
+            {"ACTION": "preview", "BITBUCKET_PR_ID": "7", "PREVIEW_NAME": "{deployment}-{branch}-{pr}"},
+            ["*/*-feature-x-7"],
+        ),
+        ({"ACTION": "cleanup-previews", "PREVIEW_TTL_DAYS": "7"}, []),
+    ],
+    ids=["run names", "run ids", "deploy glob", "deploy bare name", "deploy all", "preview", "preview all", "cleanup"],
+)
+def test_the_deployments_a_step_names_are_known_before_any_call(extra: dict[str, str], globs: list[str] | None) -> None:
+    loaded = config.load({**BUILD, **extra})
+    assert step_globs(loaded) == globs
+    for glob in globs or []:
+        if "[" in glob:
+            assert fnmatch.fnmatchcase("etl/daily[eu]?", glob) and not fnmatch.fnmatchcase("etl/dailye?", glob)
+
+
+def test_the_clean_ups_rule_matches_every_preview_name_and_only_those() -> None:
+    loaded = config.load(
+        {**BUILD, "ACTION": "cleanup-previews", "PREVIEW_TTL_DAYS": "7", "PREVIEW_NAME": "[pv]{deployment}-{pr}"}
+    )
+    (glob,) = rights(loaded, [])["deploy"]
+    assert fnmatch.fnmatchcase("etl/[pv]daily-12", glob) and not fnmatch.fnmatchcase("etl/pdaily-12", glob)
+    assert literal("a*b") == "a[*]b"
+
+
+def test_a_bearer_auth_string_is_the_gateways_too(issuer: LoopbackIssuer) -> None:
+    loaded = config.load(
+        {**BUILD, "DEPLOYMENT": "etl/a", "PREFECT_API_AUTH_STRING": f"bearer:{issuer.token(branchName='main')}"}
+    )
+    assert behind_gateway(loaded)
+    printed = lines(loaded, ["etl/a"])
+    assert pasted_rule(printed)["when"] == {"repositoryUuid": REPO, "branchName": "main"}
+    assert not behind_gateway(config.load({**BUILD, "DEPLOYMENT": "etl/a", "PREFECT_API_AUTH_STRING": "admin:pw"}))
+
+
+def test_the_gateways_answer_is_read_from_its_fields() -> None:
+    """The 403 body the gateway sends (gateway/app.py), for a right whose text holds quotes."""
+    right = "deploy: etl/x-pr-3, of a deployment tagged 'preview'"
+    body = {
+        "detail": "…",
+        "missing_right": right,
+        "claims": {"repositoryUuid": "{r}", "stepUuid": "{s}"},
+        "rules": ["a (b)"],
+    }
+    denied = denial(body)
+    assert denied is not None
+    assert denied.message() == (
+        f"the gateway denied this step the right '{right}' (claims: repositoryUuid={{r}}; the rules matching them "
+        "(a (b)) do not grant it)"
+    )
+    assert denial({"detail": "forbidden"}) is None
+    not_served = denial({**body, "missing_right": "none: this endpoint is not available through the gateway"})
+    assert not_served is not None and "does not serve this request" in not_served.message()
+    assert "outside the gateway" in not_served.fix
+
+
 def test_the_gateways_denial_is_read_back_with_the_claims_a_rule_is_written_with() -> None:
     text = (
         "denied: this request needs the right 'run: etl/prod'; claims seen: repositoryUuid={r}, branchName=a, b, "
@@ -120,6 +186,13 @@ def test_the_gateways_denial_is_read_back_with_the_claims_a_rule_is_written_with
         "no rule matches them)"
     )
     assert denial("403 Forbidden: forbidden") is None
+    # The right as Python's repr quotes it when it holds a quote; a rule's name with parentheses.
+    quoted = text.replace("'run: etl/prod'", "\"deploy: etl/x, of a deployment tagged 'preview'\"").replace(
+        "no rule matches them", "the rules matching them (pull requests (all)) do not grant it"
+    )
+    again = denial(quoted)
+    assert again is not None and again.right == "deploy: etl/x, of a deployment tagged 'preview'"
+    assert again.rules == ["pull requests (all)"]
 
 
 @pytest.mark.parametrize(
@@ -149,5 +222,26 @@ def test_pipe_dry_run_through_the_gateway_prints_the_rule(
     result = run_pipe(env, timeout=120)
     assert result.code == 0, result
     plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
-    assert f"Gateway policy rule for this step (repository {REPO}, branch main)" in plain, result
+    assert f"Gateway policy rule for this step (repository {REPO}, branch main, ACTION=run)" in plain, result
     assert 'allow: {"read": true, "run": ["greet/ci"]}' in plain, result
+
+
+@pytest.mark.prefect
+def test_a_repository_no_rule_matches_gets_its_rule_before_the_refusal(
+    pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer
+) -> None:
+    """The gateway refuses the token exchange itself when no rule matches: the rule is printed first."""
+    unknown = "{77777777-0000-4000-8000-000000000077}"
+    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
+    env.update(
+        PREFECT_API_URL=f"{gateway.url}/api",
+        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
+        BITBUCKET_STEP_OIDC_TOKEN=issuer.token(repositoryUuid=unknown),
+        DRY_RUN="true",
+    )
+    result = run_pipe(env, timeout=120)
+    assert result.code == 1, result
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
+    rule, refusal = plain.index(f'when: {{"repositoryUuid": "{unknown}", "branchName": "main"}}'), plain.index("✖")
+    assert rule < refusal and "no rule of the gateway's policy matches these claims" in plain[refusal:], result
+    assert "Add a rule for this repository to the gateway's policy" in plain[refusal:], result

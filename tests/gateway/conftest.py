@@ -256,3 +256,14 @@ def gateway_outputs_never_hold_a_secret() -> Iterator[None]:
     for output in GATEWAY_OUTPUTS:
         if output.exists():
             assert not leaked(output.read_text(errors="replace")), f"a secret leaked into {output}"
+
+
+def gateway_env(pipe_env: dict[str, str], gateway: GatewayProcess, oidc_token: str) -> dict[str, str]:
+    """The step of the README: no Prefect secret, only the step's OIDC token and the gateway's URLs."""
+    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
+    env.update(
+        PREFECT_API_URL=f"{gateway.url}/api",
+        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
+        BITBUCKET_STEP_OIDC_TOKEN=oidc_token,
+    )
+    return env

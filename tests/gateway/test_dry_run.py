@@ -14,7 +14,7 @@ from gateway.policy import parse
 from pipe import config
 from pipe.errors import ConfigError
 from pipe.identity.gateway_rule import behind_gateway, denial, lines, literal, rights, step_globs
-from tests.gateway.conftest import AUDIENCE, ENVIRONMENT, REPO, GatewayProcess, LoopbackIssuer
+from tests.gateway.conftest import AUDIENCE, ENVIRONMENT, REPO, GatewayProcess, LoopbackIssuer, gateway_env
 from tests.support.pipe import run_pipe
 
 GATEWAY = "https://gw.example.com"
@@ -212,13 +212,7 @@ def test_other_token_exchanges_print_no_gateway_rule(api: str, exchange: str) ->
 def test_pipe_dry_run_through_the_gateway_prints_the_rule(
     pipe_env: dict[str, str], gateway: GatewayProcess, issuer: LoopbackIssuer
 ) -> None:
-    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
-    env.update(
-        PREFECT_API_URL=f"{gateway.url}/api",
-        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
-        BITBUCKET_STEP_OIDC_TOKEN=issuer.token(),
-        DRY_RUN="true",
-    )
+    env = {**gateway_env(pipe_env, gateway, issuer.token()), "DRY_RUN": "true"}
     result = run_pipe(env, timeout=120)
     assert result.code == 0, result
     plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
@@ -232,13 +226,7 @@ def test_a_repository_no_rule_matches_gets_its_rule_before_the_refusal(
 ) -> None:
     """The gateway refuses the token exchange itself when no rule matches: the rule is printed first."""
     unknown = "{77777777-0000-4000-8000-000000000077}"
-    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
-    env.update(
-        PREFECT_API_URL=f"{gateway.url}/api",
-        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
-        BITBUCKET_STEP_OIDC_TOKEN=issuer.token(repositoryUuid=unknown),
-        DRY_RUN="true",
-    )
+    env = {**gateway_env(pipe_env, gateway, issuer.token(repositoryUuid=unknown)), "DRY_RUN": "true"}
     result = run_pipe(env, timeout=120)
     assert result.code == 1, result
     plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)

@@ -15,7 +15,7 @@ import pytest
 from tests.bitbucket.standin import BitbucketStandIn
 from tests.deploy.conftest import repo  # noqa: F401 - the fixture
 from tests.deploy.repo import Repo, read_deployment
-from tests.gateway.conftest import REPO, GatewayProcess, LoopbackIssuer, start_gateway
+from tests.gateway.conftest import REPO, GatewayProcess, LoopbackIssuer, gateway_env, start_gateway
 from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
 from tests.support.prefect_server import PrefectServer
 
@@ -52,14 +52,6 @@ def printed_rule(output: str) -> tuple[dict[str, str], dict[str, Any]]:
     return json.loads(when[1]), json.loads(allow[1])
 
 
-def through(pipe_env: dict[str, str], gateway: GatewayProcess, token: str) -> dict[str, str]:
-    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
-    env.update(
-        PREFECT_API_URL=f"{gateway.url}/api", TOKEN_EXCHANGE_URL=f"{gateway.url}/token", BITBUCKET_STEP_OIDC_TOKEN=token
-    )
-    return env
-
-
 @pytest.mark.prefect
 def test_previews_are_deployed_run_and_cleaned_up_through_the_gateway(
     pipe_env: dict[str, str],
@@ -71,7 +63,7 @@ def test_previews_are_deployed_run_and_cleaned_up_through_the_gateway(
     full_name = repository()
     sha = repo.standard("through-the-gateway")
     name = f"pinned-code/{repo.a}"
-    on_branch = through(pipe_env, preview_gateway, issuer.token(branchName=BRANCH))
+    on_branch = gateway_env(pipe_env, preview_gateway, issuer.token(branchName=BRANCH))
     dry = preview(on_branch, repo, sha, full_name, 61, DEPLOYMENT=name, PREVIEW_RUN="true", DRY_RUN="true")
     assert dry.code == 0, dry
     preview_name = f"{name}-pr-61"
@@ -93,7 +85,7 @@ def test_previews_are_deployed_run_and_cleaned_up_through_the_gateway(
 
     with BitbucketStandIn(expect_authorization=f"Bearer {TOKEN}") as bitbucket:
         set_states(bitbucket, full_name, {61: "MERGED"})
-        on_main = through(pipe_env, preview_gateway, issuer.token(branchName="main"))
+        on_main = gateway_env(pipe_env, preview_gateway, issuer.token(branchName="main"))
         dry = cleanup(on_main, repo, full_name, bitbucket, DRY_RUN="true")
         assert dry.code == 0, dry
         when, allow = printed_rule(dry.output)

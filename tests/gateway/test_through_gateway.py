@@ -15,23 +15,13 @@ from tests.gateway.conftest import (
     GatewayProcess,
     LoopbackIssuer,
     bearer,
+    gateway_env,
     session_token,
 )
 from tests.support.pipe import run_pipe
 from tests.support.prefect_server import PrefectInspector
 
 pytestmark = pytest.mark.prefect
-
-
-def gateway_env(pipe_env: dict[str, str], gateway: GatewayProcess, oidc_token: str) -> dict[str, str]:
-    """The step of the README: no Prefect secret, only the step's OIDC token and the gateway's URLs."""
-    env = {k: v for k, v in pipe_env.items() if k != "PREFECT_API_AUTH_STRING"}
-    env.update(
-        PREFECT_API_URL=f"{gateway.url}/api",
-        TOKEN_EXCHANGE_URL=f"{gateway.url}/token",
-        BITBUCKET_STEP_OIDC_TOKEN=oidc_token,
-    )
-    return env
 
 
 @pytest.mark.prefect

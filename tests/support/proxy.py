@@ -172,13 +172,17 @@ class RelayProxy:
             if switched(await self.handshake(writer, up_reader)):
                 await _relay(reader, writer, up_reader, upstream)
             return False
-        _, response = await read_response(up_reader, request.method)
+        status, response = await read_response(up_reader, request.method)
+        self.answered(request, body, status)
         writer.write(response)
         await writer.drain()
         return keeps_alive(response)
 
     def seen(self, request: Request) -> None:
         """Every request read from a client, before it goes on."""
+
+    def answered(self, request: Request, body: bytes, status: int) -> None:
+        """Every HTTP request (not a websocket's) with its body, once the server has answered it."""
 
     # -- one connection ----------------------------------------------------------------------------
 
@@ -285,14 +289,28 @@ async def _relay(
 # -- counting ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Answered:
+    path: str
+    body: bytes
+    status: int
+
+
 @dataclass
 class Counts:
     requests: int = 0
     websockets: int = 0
     paths: list[str] = field(default_factory=list)
+    answers: list[Answered] = field(default_factory=list)
 
     def reset(self) -> None:
-        self.requests, self.websockets, self.paths = 0, 0, []
+        self.requests, self.websockets, self.paths, self.answers = 0, 0, [], []
+
+    def served(self) -> list[Answered]:
+        """The requests the server served: not those answered 429 or 5xx (Prefect's server answers
+        503 when SQLite is busy), which the client repeats, so that a request counts once however
+        often it was tried."""
+        return [answer for answer in self.answers if answer.status != 429 and answer.status < 500]
 
 
 class CountingProxy(RelayProxy):
@@ -310,6 +328,10 @@ class CountingProxy(RelayProxy):
             else:
                 self.counts.requests += 1
                 self.counts.paths.append(request.path)
+
+    def answered(self, request: Request, body: bytes, status: int) -> None:
+        with self._lock:
+            self.counts.answers.append(Answered(request.path, body, status))
 
 
 # -- HTTP/1.1, just enough -------------------------------------------------------------------------

@@ -33,20 +33,22 @@ class Family:
 
     prefix: str  # PREFECT_FLOW_RUN: PREFECT_FLOW_RUN_ID, PREFECT_FLOW_RUN_1_ID, PREFECT_FLOW_RUNS, ...
     shared_key: str  # the toolkit's SharedData key
-    key: str  # the field that tells records apart (a later write replaces the record with the same key)
-    fields: tuple[tuple[str, str], ...]  # (variable suffix, record field)
+    fields: tuple[tuple[str, str], ...]  # (variable suffix, record field); the first, ID, is the key
+
+    @property
+    def key(self) -> str:
+        """The field that tells records apart (a later write replaces the record with the same key)."""
+        return self.fields[0][1]
 
 
 RUNS = Family(
     "PREFECT_FLOW_RUN",
     "prefect_flow_runs",
-    "flow_run_id",
     (("ID", "flow_run_id"), ("URL", "flow_run_url"), ("STATE", "state")),
 )
 DEPLOYMENTS = Family(
     "PREFECT_DEPLOYMENT",
     "prefect_deployments",
-    "deployment_id",
     (("ID", "deployment_id"), ("NAME", "deployment"), ("URL", "deployment_url"), ("VERSION", "version")),
 )
 

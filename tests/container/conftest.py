@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -21,13 +20,12 @@ from typing import Any, NoReturn
 
 import pytest
 
-from tests.support.pipe import ROOT, PipeResult
+from tests.support.pipe import ROOT, PipeResult, plain
 
 DOCKER_SETUP = ROOT / ".ci" / "docker-setup"
 SETUP_TIMEOUT = 900  # a fresh machine: install docker.io, start the engine, debootstrap a base
 BUILD_TIMEOUT = 1800
 RUN_TIMEOUT = 300
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def in_ci() -> bool:
@@ -185,4 +183,4 @@ def run_container(image: Image, env: Mapping[str, str], workdir: Path, timeout: 
         check=False,
         stdin=subprocess.DEVNULL,
     )
-    return PipeResult(proc.returncode, ANSI.sub("", proc.stdout.decode("utf-8", "replace")))
+    return PipeResult(proc.returncode, plain(proc.stdout.decode("utf-8", "replace")))

@@ -9,12 +9,12 @@ from typing import Any
 
 from tests.faults import leakscan
 from tests.support.pipe import BITBUCKET_ENV, PipeResult
+from tests.support.pipe import plain as plain  # checks.plain(), as the tests call it
 from tests.support.pipe import step_uuid as step_uuid  # checks.step_uuid(), as the tests call it
 from tests.support.prefect_server import PrefectInspector, sdk_client
 
 RUN_ID = re.compile(r"/runs/flow-run/([0-9a-f-]{36})")
 FLOW_LINE = re.compile(r"prefect │ \d\d:\d\d:\d\d \S+\s+(?P<message>.*)$")
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # The lines each sample flow logs (tests/flows/flows.py) that must each appear exactly once,
 # the engine's closing lines included (the last ones reach the server after the final state).
@@ -39,10 +39,6 @@ EXPECTED_LINES = {
 }
 EXPECTED_EXIT = {"greet/ci": 0, "fail/ci": 1, "sleepy/ci": 0}
 FINAL_STATE = {"greet/ci": "COMPLETED", "fail/ci": "FAILED", "sleepy/ci": "COMPLETED"}
-
-
-def plain(output: str) -> str:
-    return ANSI.sub("", output)
 
 
 def flow_messages(output: str) -> list[str]:

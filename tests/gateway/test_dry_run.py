@@ -4,7 +4,6 @@ policy, that rule grants exactly this step's deployments to this repository and 
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from pipe import config
 from pipe.errors import ConfigError
 from pipe.identity.gateway_rule import behind_gateway, denial, lines, literal, rights, step_globs
 from tests.gateway.conftest import AUDIENCE, ENVIRONMENT, REPO, GatewayProcess, LoopbackIssuer, gateway_env
-from tests.support.pipe import run_pipe
+from tests.support.pipe import plain, run_pipe
 
 GATEWAY = "https://gw.example.com"
 
@@ -215,9 +214,9 @@ def test_pipe_dry_run_through_the_gateway_prints_the_rule(
     env = {**gateway_env(pipe_env, gateway, issuer.token()), "DRY_RUN": "true"}
     result = run_pipe(env, timeout=120)
     assert result.code == 0, result
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
-    assert f"Gateway policy rule for this step (repository {REPO}, branch main, ACTION=run)" in plain, result
-    assert 'allow: {"read": true, "run": ["greet/ci"]}' in plain, result
+    printed = plain(result.output)
+    assert f"Gateway policy rule for this step (repository {REPO}, branch main, ACTION=run)" in printed, result
+    assert 'allow: {"read": true, "run": ["greet/ci"]}' in printed, result
 
 
 @pytest.mark.prefect
@@ -229,7 +228,7 @@ def test_a_repository_no_rule_matches_gets_its_rule_before_the_refusal(
     env = {**gateway_env(pipe_env, gateway, issuer.token(repositoryUuid=unknown)), "DRY_RUN": "true"}
     result = run_pipe(env, timeout=120)
     assert result.code == 1, result
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.output)
-    rule, refusal = plain.index(f'when: {{"repositoryUuid": "{unknown}", "branchName": "main"}}'), plain.index("✖")
-    assert rule < refusal and "no rule of the gateway's policy matches these claims" in plain[refusal:], result
-    assert "Add a rule for this repository to the gateway's policy" in plain[refusal:], result
+    printed = plain(result.output)
+    rule, refusal = printed.index(f'when: {{"repositoryUuid": "{unknown}", "branchName": "main"}}'), printed.index("✖")
+    assert rule < refusal and "no rule of the gateway's policy matches these claims" in printed[refusal:], result
+    assert "Add a rule for this repository to the gateway's policy" in printed[refusal:], result

@@ -17,6 +17,7 @@ from tests.deploy.conftest import repo  # noqa: F401 - the fixture
 from tests.deploy.repo import Repo, read_deployment
 from tests.gateway.conftest import REPO, GatewayProcess, LoopbackIssuer, gateway_env, start_gateway
 from tests.preview.steps import BRANCH, TOKEN, cleanup, preview, repository, set_states, step
+from tests.support.pipe import plain
 from tests.support.prefect_server import PrefectServer
 
 PREVIEWS = "pinned-code/*-pr-*"
@@ -46,8 +47,7 @@ def preview_gateway(prefect_server: PrefectServer, issuer: LoopbackIssuer, tmp_p
 
 def printed_rule(output: str) -> tuple[dict[str, str], dict[str, Any]]:
     """The ``when`` and ``allow`` of the policy rule a DRY_RUN printed."""
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", output)
-    when, allow = (re.search(rf"^(?:INFO: )?\s+{key}: (\{{.*\}})$", plain, re.M) for key in ("when", "allow"))
+    when, allow = (re.search(rf"^(?:INFO: )?\s+{key}: (\{{.*\}})$", plain(output), re.M) for key in ("when", "allow"))
     assert when and allow, output
     return json.loads(when[1]), json.loads(allow[1])
 

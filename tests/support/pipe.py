@@ -4,6 +4,7 @@ with only the step's variables, and what it printed and returned."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,14 @@ BITBUCKET_ENV = {
     "BITBUCKET_STEP_RUN_NUMBER": "1",
     "BITBUCKET_GIT_HTTP_ORIGIN": "http://bitbucket.org/acme/data-pipelines",
 }
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def plain(output: str) -> str:
+    """What the pipe printed without its colours."""
+    return ANSI.sub("", output)
 
 
 def step_uuid() -> str:
